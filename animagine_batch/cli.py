@@ -1,0 +1,165 @@
+"""Command line. The only module that imports Hydra: it composes a job file with conf/ and hands
+plain data to the rest of the package.
+
+    animagine-batch run jobs/demo.yaml [key=value ...] [--dry-run]
+    animagine-batch table RUN_DIR --out results.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+def _resource_dir(name: str) -> Path:
+    """conf/ and jobs/: next to the package in a checkout, inside it when installed."""
+    for candidate in (PACKAGE_ROOT.parent / name, PACKAGE_ROOT / "_data" / name):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"cannot find the {name}/ folder of animagine-batch (looked next to and "
+                      f"inside {PACKAGE_ROOT})")
+
+
+def conf_dir() -> Path:
+    return _resource_dir("conf")
+
+
+def jobs_dir() -> Path:
+    return _resource_dir("jobs")
+
+
+def find_job(job: str) -> Path:
+    path = Path(job)
+    if path.is_file():
+        return path.resolve()
+    named = jobs_dir() / f"{job}.yaml"
+    if path.suffix == "" and named.is_file():
+        return named
+    names = ", ".join(sorted(p.stem for p in jobs_dir().glob("*.yaml")))
+    raise ConfigError(f"job file {job!r} not found; give a path to a job .yaml or one of the "
+                      f"packaged jobs: {names}")
+
+
+def compose_job(job: str, overrides: list[str]) -> dict:
+    """The job file composed with conf/ and the command-line overrides, as a plain dict."""
+    path = find_job(job)
+    searchpath = f"hydra.searchpath=[file://{conf_dir()}]"
+    try:
+        with initialize_config_dir(config_dir=str(path.parent), version_base=None):
+            cfg = compose(config_name=path.stem, overrides=[searchpath, *overrides])
+        raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        text = " ".join(str(e).split())
+        raise ConfigError(f"job {path}: {text}") from None
+    raw.pop("hydra", None)
+    if raw.get("name") == "???":
+        raw["name"] = ""
+    return raw
+
+
+def model_configs() -> dict[str, dict]:
+    """Every conf/model/*.yaml by name (levels of a `model` sweep axis)."""
+    out = {}
+    for p in sorted((conf_dir() / "model").glob("*.yaml")):
+        try:
+            out[p.stem] = OmegaConf.to_container(OmegaConf.load(p), resolve=True) or {}
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"model config {p}: {e}") from None
+    return out
+
+
+def load_spec(job: str, overrides: list[str]):
+    from .config import parse_job
+
+    raw = compose_job(job, overrides)
+    prompt_dirs = [conf_dir() / "prompts"]
+    return parse_job(raw, model_configs(), prompt_dirs), raw, prompt_dirs
+
+
+def cmd_run(args) -> int:
+    from . import driver
+
+    spec, raw, prompt_dirs = load_spec(args.job, args.overrides)
+    plan = driver.make_plan(spec, prompt_dirs)
+    if args.dry_run:
+        driver.dry_run(plan)
+        return 0
+    driver.run(plan, raw)
+    return 0
+
+
+def cmd_table(args) -> int:
+    from analysis import load_run
+
+    df = load_run(args.run_dir)
+    out = Path(args.out)
+    if out.suffix == ".csv":
+        df.to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+    print(f"{len(df):,} rows -> {out}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="animagine-batch", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run (or resume) a job file")
+    r.add_argument("job", help="a job .yaml file, or the name of a packaged job (demo, ...)")
+    r.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. generation.cfg=6 sweep.seeds=2")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print task and unit counts, axis levels and the first prompts; write nothing")
+    r.set_defaults(func=cmd_run)
+    t = sub.add_parser("table", help="write a run's results table to .parquet or .csv")
+    t.add_argument("run_dir")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_table)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
+    p = parser()
+    args, extra = p.parse_known_args(argv)
+    if extra and (args.command != "run" or any(e.startswith("-") for e in extra)):
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    from analysis import ResultsError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ResultsError) as e:
+        text = e.render() if isinstance(e, ConfigError) else f"error: {e}"
+        print(text, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished units are saved; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    for name in ("diffusers", "transformers", "huggingface_hub"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

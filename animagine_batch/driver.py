@@ -1,0 +1,174 @@
+"""The driver: validated JobSpec -> tasks -> pending units -> runner -> store -> summary."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import __version__, models, offline
+from . import prompts as P
+from . import store as S
+from . import sweep
+from .config import JobSpec
+from .errors import ConfigError
+from .runners import WorkerContext, make_runner
+
+TOKEN_LIMIT = 75  # each CLIP encoder sees 77 positions: start, 75 tokens, end
+
+
+@dataclass
+class Plan:
+    spec: JobSpec
+    prompt_set: P.PromptSet
+    identities: dict[str, str]
+    tasks: list[sweep.Task]
+
+
+def make_plan(spec: JobSpec, prompt_dirs: list[Path]) -> Plan:
+    for m in spec.models.values():
+        models.check_source(m)
+    identities = {name: models.identity(m) for name, m in spec.models.items()}
+    prompt_set = P.load_prompt_set(spec.prompts, prompt_dirs)
+    return Plan(spec, prompt_set, identities, sweep.expand(spec, prompt_set, identities))
+
+
+def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
+    """Tasks whose prompt or negative exceeds what the text encoders see, counted with the real
+    CLIP tokenizer (both SDXL tokenizers share its vocabulary)."""
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(offline.tokenizer_dir())
+    counts: dict[str, int] = {}
+    found = []
+    for t in tasks:
+        for label, text in (("prompt", t.prompt), ("negative prompt", t.negative_prompt)):
+            if text not in counts:
+                counts[text] = len(tok(text, truncation=False).input_ids) - 2
+            if counts[text] > TOKEN_LIMIT:
+                found.append(f"task {t.task_id} ({t.prompt_key}, seed {t.seed}): {label} has "
+                             f"{counts[text]} tokens; the text encoders see the first {TOKEN_LIMIT}")
+    if len(found) > limit:
+        found = found[:limit] + [f"... and {len(found) - limit} more over {TOKEN_LIMIT} tokens"]
+    return found
+
+
+def axis_types(spec: JobSpec) -> dict[str, str]:
+    return {a: S.axis_type(spec.sweep.levels(a)) for a in spec.sweep.axes}
+
+
+def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
+    import diffusers
+    import torch
+    import transformers
+
+    return {
+        "package": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
+        "diffusers": str(diffusers.__version__), "transformers": str(transformers.__version__),
+        "config_sha256": hashlib.sha256(json.dumps(raw, sort_keys=True, default=str)
+                                        .encode()).hexdigest(),
+        "models": {n: {"id": m.id, "revision": m.revision, "path": m.path, "vae": m.vae,
+                       "identity": identities[n], "licence": m.licence}
+                   for n, m in spec.models.items()},
+        "scorers": list(spec.scorers),
+    }
+
+
+def dry_run(plan: Plan, out=sys.stdout) -> None:
+    spec = plan.spec
+    pending = plan.tasks
+    done = S.done_ids(spec.run_dir) if spec.run_dir.is_dir() else set()
+    pending = [t for t in plan.tasks if t.task_id not in done]
+    units = sweep.units(pending, spec.generation.batch_size)
+    print(f"job {spec.name}: {len(plan.tasks):,} tasks ({len(done & {t.task_id for t in plan.tasks}):,}"
+          f" done, {len(pending):,} to do) in {len(units):,} units of up to "
+          f"{spec.generation.batch_size}; run directory {spec.run_dir}", file=out)
+    print(f"  prompts: {plan.prompt_set.name} ({len(plan.prompt_set.entries)} entries)", file=out)
+    for axis in spec.sweep.axes:
+        print(f"  axis {axis}: {', '.join(map(str, spec.sweep.levels(axis)))}", file=out)
+    print(f"  seeds: {', '.join(map(str, spec.sweep.seeds[:10]))}"
+          + (" ..." if len(spec.sweep.seeds) > 10 else ""), file=out)
+    shown: dict[tuple, sweep.Task] = {}
+    for t in plan.tasks:
+        if len(shown) == 3:
+            break
+        shown.setdefault((t.prompt, t.negative_prompt), t)
+    for t in shown.values():
+        print(f"  [{t.task_id}] prompt: {t.prompt}\n      negative: {t.negative_prompt}", file=out)
+    for w in long_prompt_warnings(plan.tasks):
+        print(f"warning: {w}", file=out)
+
+
+def _summary(spec: JobSpec, out, seconds: float, generated: int) -> None:
+    from analysis import load_run
+
+    df = load_run(spec.run_dir)
+    current = df
+    counts = current["status"].value_counts().to_dict() if len(current) else {}
+    rate = generated / seconds if seconds > 0 else 0.0
+    print(f"done: {len(current):,} rows ("
+          + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+          + f"); {generated:,} generated in {seconds:.1f} s ({rate:.2f} images/s); "
+          f"run directory {spec.run_dir}", file=out)
+    score_cols = [c for c in ("aesthetic_score", "clip_score") if c in df.columns]
+    if score_cols and spec.sweep.axes and spec.sweep.axes[0] in df.columns:
+        axis = spec.sweep.axes[0]
+        means = df[df["status"] == "ok"].groupby(axis)[score_cols].mean()
+        print(f"mean scores by {axis}:\n{means.to_string()}", file=out)
+
+
+def run(plan: Plan, raw: dict, out=sys.stdout) -> int:
+    """Run (or resume) the job. Returns the number of images generated in this invocation."""
+    from tqdm import tqdm
+
+    spec = plan.spec
+    for w in long_prompt_warnings(plan.tasks):
+        print(f"warning: {w}", file=out)
+    S.check_writable(Path(spec.output.root))
+    existed = spec.run_dir.exists()
+    done = S.done_ids(spec.run_dir) if existed else set()
+    pending = [t for t in plan.tasks if t.task_id not in done]
+    n_done = len(plan.tasks) - len(pending)
+    if not pending:
+        print(f"job {spec.name}: {n_done:,} done, 0 to do; run directory {spec.run_dir}", file=out)
+        return 0
+    units = sweep.units(pending, spec.generation.batch_size)
+    prov = provenance(spec, raw, plan.identities)
+    scorer_columns: dict[str, str] = {}
+    schema = S.results_schema(axis_types(spec), scorer_columns, prov)
+    ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
+                        runner=spec.runner, png_compress_level=spec.output.png_compress_level,
+                        scorers=spec.scorers)
+    runner = make_runner(spec.runner.name)
+    store = S.RunStore(spec.run_dir, schema)
+    print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units",
+          file=out)
+    written = 0
+    try:
+        runner.start(ctx, units[0].model)
+        store.open(yaml.safe_dump({"job": raw, "provenance": prov}, sort_keys=False,
+                                  allow_unicode=True))
+        start = time.perf_counter()
+        with tqdm(total=len(plan.tasks), initial=n_done, unit="img", dynamic_ncols=True,
+                  desc=spec.name, file=sys.stderr) as bar:
+            for result in runner.run(units):
+                store.write(result)
+                written += 1
+                bar.update(len(result.rows))
+        store.compact(min_parts=64)
+        generated = sum(len(u.tasks) for u in units)
+        _summary(spec, out, time.perf_counter() - start, generated)
+        return generated
+    except ConfigError:
+        if not existed and written == 0:
+            shutil.rmtree(spec.run_dir, ignore_errors=True)
+        raise
+    finally:
+        runner.close()

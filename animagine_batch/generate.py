@@ -1,0 +1,164 @@
+"""The worker side: `Generator` loads one pipeline once and turns units into rows + PNG bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__, metadata, models, samplers
+from .config import ModelSpec, RunnerSpec
+from .sweep import Task, Unit
+
+
+@dataclass
+class UnitResult:
+    unit_id: str
+    rows: list[dict]
+    pngs: list[bytes | None]  # aligned with rows; None where no image was made
+    seconds: float
+    worker: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def resolve_device(runner: RunnerSpec):
+    """(device, torch dtype): fp16 on GPU unless asked otherwise, fp32 on CPU."""
+    import torch
+
+    device = runner.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if runner.dtype == "auto":
+        dtype = torch.float32 if device == "cpu" else torch.float16
+    else:
+        dtype = names[runner.dtype]
+    return device, dtype
+
+
+def base_row(task: Task, job: str, model_label: str) -> dict:
+    """The columns a task fixes before it is generated."""
+    row = {
+        "task_id": task.task_id, "job": job, "model": model_label, "model_name": task.model,
+        "prompt_key": task.prompt_key, "subject": task.subject, "character": task.character,
+        "series": task.series, "prompt": task.prompt, "negative_prompt": task.negative_prompt,
+        "content_prompt": task.content_prompt, "sampler": samplers.get(task.sampler).name,
+        "steps": task.steps, "cfg": task.cfg, "width": task.width, "height": task.height,
+        "seed": task.seed,
+    }
+    for axis, level in task.axes:
+        if axis not in ("model", "sampler", "steps", "cfg", "width", "height"):
+            row[axis] = level
+    return row
+
+
+def token_count(tokenizer, text: str) -> int:
+    """CLIP tokens of a text, without the start and end tokens."""
+    return len(tokenizer(text, truncation=False).input_ids) - 2
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] to uint8 as diffusers' numpy_to_pil does."""
+    return (np.nan_to_num(images, nan=0.0) * 255).round().clip(0, 255).astype(np.uint8)
+
+
+class Generator:
+    """Holds one pipeline (and the job's scorers); `__call__(unit)` generates one batch."""
+
+    def __init__(self, model: ModelSpec, identity: str, runner: RunnerSpec, job: str,
+                 png_compress_level: int = 1, scorers: tuple = ()):
+        self.model = model
+        self.job = job
+        self.png_compress_level = png_compress_level
+        self.scorers = scorers
+        self.device, self.dtype = resolve_device(runner)
+        self.pipe = models.load_pipeline(model, self.device, self.dtype)
+        self.base_scheduler_config = dict(self.pipe.scheduler.config)
+        self.model_hash = models.model_hash(model, identity)
+        self.model_name = models.display_name(model)
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def close(self):
+        """Free the pipeline (a worker moving to another model calls this first)."""
+        import gc
+
+        import torch
+
+        self.pipe = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _generate(self, unit: Unit) -> np.ndarray:
+        import torch
+
+        sampler = samplers.get(unit.sampler)
+        self.pipe.scheduler = samplers.build_scheduler(sampler, self.base_scheduler_config)
+        out = self.pipe(
+            prompt=[t.prompt for t in unit.tasks],
+            negative_prompt=[t.negative_prompt for t in unit.tasks],
+            width=unit.width, height=unit.height, num_inference_steps=unit.steps,
+            guidance_scale=unit.cfg,
+            generator=[torch.Generator("cpu").manual_seed(t.seed) for t in unit.tasks],
+            output_type="np",
+        )
+        return np.asarray(out.images)
+
+    def __call__(self, unit: Unit) -> UnitResult:
+        start = time.perf_counter()
+        rows = [base_row(t, self.job, self.model.label) for t in unit.tasks]
+        pngs: list[bytes | None] = [None] * len(rows)
+        tok = self.pipe.tokenizer
+        for row, t in zip(rows, unit.tasks):
+            row["prompt_tokens"] = token_count(tok, t.prompt)
+            row["worker"] = self.worker
+        try:
+            images = self._generate(unit)
+        except Exception as e:  # noqa: BLE001 - one failing unit must not stop the job
+            msg = f"{type(e).__name__}: {e}"
+            for row in rows:
+                row.update(status="error", error=msg[:2000])
+            return self._finish(unit, rows, pngs, start)
+        pixels = to_uint8(images)
+        ok = []
+        for i, (row, t) in enumerate(zip(rows, unit.tasks)):
+            if not np.isfinite(images[i]).all():
+                row.update(status="nan", error="non-finite values in the decoded image")
+                continue
+            if pixels[i].min() == pixels[i].max():
+                row.update(status="nan", error="blank image (every pixel the same)")
+                continue
+            sampler_name = samplers.get(t.sampler).name
+            params = metadata.infotext_params(t, self.model_name, self.model_hash, sampler_name,
+                                              __version__)
+            png = metadata.encode_png(
+                pixels[i], metadata.infotext(t.prompt, t.negative_prompt, params),
+                metadata.demo_metadata(t, self.model_name, sampler_name), self.png_compress_level)
+            pngs[i] = png
+            row.update(status="ok", error=None, image_path=f"images/{t.task_id}.png",
+                       image_sha256=hashlib.sha256(png).hexdigest())
+            ok.append(i)
+        self._score(pixels, rows, ok)
+        return self._finish(unit, rows, pngs, start)
+
+    def _score(self, pixels: np.ndarray, rows: list[dict], ok: list[int]) -> None:
+        if not self.scorers or not ok:
+            return
+        from PIL import Image
+
+        images = [Image.fromarray(pixels[i], "RGB") for i in ok]
+        subset = [rows[i] for i in ok]
+        for scorer in self.scorers:
+            for column, values in scorer(images, subset).items():
+                for row, v in zip(subset, values):
+                    row[column] = v
+
+    def _finish(self, unit: Unit, rows, pngs, start) -> UnitResult:
+        seconds = time.perf_counter() - start
+        for row in rows:
+            row["gen_seconds"] = seconds / len(rows)
+        return UnitResult(unit.unit_id, rows, pngs, seconds, self.worker)

@@ -1,0 +1,97 @@
+"""PNG metadata: the A1111 `parameters` infotext and the demo app's `metadata` JSON chunk."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import numpy as np
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+INFOTEXT_PAIR = re.compile(r"""\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)""")
+
+
+def quote(value) -> str:
+    """A1111 quoting: values containing `,`, `:` or `"` go in double quotes, escaped."""
+    text = str(value)
+    if any(ch in text for ch in ',:"'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def _num(v: float) -> str:
+    return f"{v:g}"
+
+
+def infotext(prompt: str, negative: str, params: dict) -> str:
+    """`<prompt>\\nNegative prompt: <negative>\\nKey: value, Key: value, ...`."""
+    lines = [prompt]
+    if negative:
+        lines.append(f"Negative prompt: {negative}")
+    lines.append(", ".join(f"{k}: {quote(v)}" for k, v in params.items() if v is not None))
+    return "\n".join(lines)
+
+
+def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, version: str) -> dict:
+    return {
+        "Steps": task.steps,
+        "Sampler": sampler_name,
+        "CFG scale": _num(task.cfg),
+        "Seed": task.seed,
+        "Size": f"{task.width}x{task.height}",
+        "Model hash": model_hash,
+        "Model": model_name,
+        "Version": f"animagine-batch {version}",
+    }
+
+
+def parse_infotext(text: str) -> dict:
+    """Read infotext back: prompt, negative prompt and the key/value pairs (Size split)."""
+    lines = text.split("\n")
+    *head, last = lines
+    prompt_lines, negative_lines, in_negative = [], [], False
+    for line in head:
+        if line.startswith("Negative prompt:"):
+            in_negative = True
+            line = line[len("Negative prompt:"):].lstrip()
+        (negative_lines if in_negative else prompt_lines).append(line)
+    out: dict = {"Prompt": "\n".join(prompt_lines), "Negative prompt": "\n".join(negative_lines)}
+    for key, value in INFOTEXT_PAIR.findall(last):
+        if value.startswith('"') and value.endswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        out[key.strip()] = value
+    if "Size" in out:
+        w, h = out["Size"].split("x")
+        out["Size-1"], out["Size-2"] = int(w), int(h)
+    return out
+
+
+def demo_metadata(task, model_name: str, sampler_name: str) -> dict:
+    """The demo app's `metadata` chunk."""
+    return {
+        "prompt": task.prompt,
+        "negative_prompt": task.negative_prompt,
+        "resolution": f"{task.width} x {task.height}",
+        "guidance_scale": task.cfg,
+        "num_inference_steps": task.steps,
+        "seed": task.seed,
+        "sampler": sampler_name,
+        "sdxl_style": task.style_preset or "(None)",
+        "add_quality_tags": task.quality_preset is not None,
+        "quality_tags": task.quality_preset or "(None)",
+        "use_upscaler": None,
+        "model": model_name,
+    }
+
+
+def encode_png(pixels: np.ndarray, parameters: str, metadata: dict, compress_level: int) -> bytes:
+    """uint8 HxWx3 pixels -> PNG bytes with both text chunks (deterministic bytes)."""
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    info.add_text("metadata", json.dumps(metadata, ensure_ascii=False))
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, format="PNG", pnginfo=info,
+                                         compress_level=compress_level)
+    return buf.getvalue()

@@ -1,0 +1,32 @@
+"""The runner interface shared by the local and Ray runners."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Protocol
+
+from ..config import ModelSpec, RunnerSpec
+from ..sweep import Unit
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Everything a worker needs to build its `Generator`s: plain, picklable data."""
+
+    job: str
+    models: dict[str, ModelSpec]
+    identities: dict[str, str]
+    runner: RunnerSpec
+    png_compress_level: int = 1
+    scorers: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Runner(Protocol):
+    def start(self, ctx: WorkerContext, first_model: str) -> None:
+        """Load what the first unit needs, so a missing model fails before any output."""
+
+    def run(self, units: list[Unit]) -> Iterator:
+        """Yield one `UnitResult` per unit, in any order."""
+
+    def close(self) -> None:
+        """Free workers and models."""

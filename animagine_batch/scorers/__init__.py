@@ -1,0 +1,1 @@
+"""Image scorers: one module per scorer, registered by name in `registry`."""

@@ -1,0 +1,168 @@
+"""The run directory: explicit Parquet schema, atomic writes, resume index.
+
+Layout: `job.yaml`, `images/<task_id>.png`, `results/part-<seq>-<unit>.parquet`. Every file is
+written to a temporary name in its folder, flushed to disk and renamed, and a unit's rows are
+written only after its PNGs, so a run killed at any moment leaves only whole files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis.load import done_ids, part_files, read_parts
+
+from .errors import ConfigError
+
+TYPES = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
+         "float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_(),
+         "list<string>": pa.list_(pa.string()), "binary": pa.binary()}
+
+# The results-table contract (DESIGN.md); axis and scorer columns are added per job.
+HEAD_COLUMNS = [
+    ("task_id", "string"), ("job", "string"), ("model", "string"), ("model_name", "string"),
+    ("prompt_key", "string"), ("subject", "string"), ("character", "string"),
+    ("series", "string"), ("prompt", "string"), ("negative_prompt", "string"),
+    ("content_prompt", "string"), ("sampler", "string"), ("steps", "int32"), ("cfg", "float32"),
+    ("width", "int32"), ("height", "int32"), ("seed", "int64"),
+]
+TAIL_COLUMNS = [
+    ("prompt_tokens", "int32"), ("image_path", "string"), ("image_sha256", "string"),
+    ("status", "string"), ("error", "string"), ("gen_seconds", "float64"), ("worker", "string"),
+]
+FIXED = {name for name, _ in HEAD_COLUMNS + TAIL_COLUMNS}
+
+
+def axis_type(levels) -> str:
+    """Arrow type of an axis column from its declared levels."""
+    if all(isinstance(v, bool) for v in levels):
+        return "bool"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
+        return "int64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
+        return "float64"
+    return "string"
+
+
+def results_schema(axes: dict[str, str], scorer_columns: dict[str, str],
+                   provenance: dict | None = None) -> pa.Schema:
+    cols = list(HEAD_COLUMNS)
+    cols += [(a, t) for a, t in axes.items() if a not in FIXED]
+    cols += TAIL_COLUMNS + list(scorer_columns.items())
+    schema = pa.schema([pa.field(n, TYPES[t]) for n, t in cols])
+    if provenance:
+        schema = schema.with_metadata({"animagine_batch": json.dumps(provenance, sort_keys=True)})
+    return schema
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_table(path: Path, table: pa.Table) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_writable(root: Path) -> None:
+    """The output root can be created and written, checked without leaving anything behind."""
+    root = Path(root)
+    missing = [p for p in [root, *root.parents] if not p.exists()]
+    existing = root if not missing else missing[-1].parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"output.root: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"output.root: {root} is not writable (no write permission on "
+                          f"{existing}); choose another folder with output.root=DIR")
+
+
+class RunStore:
+    """Writes one run directory; the driver is its only writer."""
+
+    def __init__(self, run_dir: Path, schema: pa.Schema):
+        self.run_dir = Path(run_dir)
+        self.images = self.run_dir / "images"
+        self.results = self.run_dir / "results"
+        self.schema = schema
+        self._seq = 0
+
+    def open(self, job_yaml: str) -> None:
+        """Create the folders, clear leftovers of a killed run, write job.yaml."""
+        try:
+            self.images.mkdir(parents=True, exist_ok=True)
+            self.results.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"output.root: cannot create {self.run_dir}: {e.strerror}") from None
+        for folder in (self.images, self.results):
+            for leftover in folder.glob(".tmp-*"):
+                leftover.unlink(missing_ok=True)
+        atomic_write_bytes(self.run_dir / "job.yaml", job_yaml.encode())
+        numbers = [int(m.group(1)) for p in part_files(self.run_dir)
+                   if (m := re.match(r"part-(\d+)", p.name))]
+        self._seq = max(numbers, default=-1) + 1
+
+    def done_ids(self) -> set[str]:
+        return done_ids(self.run_dir)
+
+    def write(self, result) -> None:
+        """PNGs first, then the unit's rows as one part."""
+        for row, png in zip(result.rows, result.pngs):
+            if png is not None:
+                atomic_write_bytes(self.run_dir / row["image_path"], png)
+        _fsync_dir(self.images)
+        self._write_part(result.rows, result.unit_id)
+
+    def _write_part(self, rows: list[dict], tag: str) -> None:
+        unknown = sorted({k for r in rows for k in r} - set(self.schema.names))
+        if unknown:
+            raise ValueError(f"rows carry columns outside the results schema: {unknown}")
+        table = pa.Table.from_pylist(rows, schema=self.schema)
+        atomic_write_table(self.results / f"part-{self._seq:06d}-{tag}.parquet", table)
+        self._seq += 1
+        _fsync_dir(self.results)
+
+    def compact(self, min_parts: int = 16) -> None:
+        """Merge many small parts into one (readers dedupe, so a crash here loses nothing)."""
+        parts = part_files(self.run_dir)
+        if len(parts) < min_parts:
+            return
+        table = read_parts(self.run_dir).drop_columns(["_part"])
+        atomic_write_table(self.results / f"part-{self._seq:06d}-compact.parquet", table)
+        self._seq += 1
+        for p in parts:
+            p.unlink()
+        _fsync_dir(self.results)
