@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
@@ -23,8 +24,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parent
 
 
 def _resource_dir(name: str) -> Path:
-    """conf/ and jobs/: next to the package in a checkout, inside it when installed."""
-    for candidate in (PACKAGE_ROOT.parent / name, PACKAGE_ROOT / "_data" / name):
+    """conf/ and jobs/: inside the package when installed, next to it in a checkout."""
+    for candidate in (PACKAGE_ROOT / "_data" / name, PACKAGE_ROOT.parent / name):
         if candidate.is_dir():
             return candidate
     raise ConfigError(f"cannot find the {name}/ folder of animagine-batch (looked next to and "
@@ -51,18 +52,42 @@ def find_job(job: str) -> Path:
                       f"packaged jobs: {names}")
 
 
+def sweep_overrides(overrides: list[str]) -> list[str]:
+    """Sweep axes are open-ended, so they need no `+`: `sweep.grid={cfg:[5,7]}` replaces the
+    grid, `sweep.grid.cfg=[5,7]` adds or replaces one axis (Hydra's `~` and `++` underneath)."""
+    out = []
+    for o in overrides:
+        key = o.split("=", 1)[0]
+        if key in ("sweep.grid", "sweep.zip"):
+            out += [f"~{key}", f"+{o}"]
+        elif key.startswith(("sweep.grid.", "sweep.zip.")):
+            out.append(f"++{o}")
+        else:
+            out.append(o)
+    return out
+
+
 def compose_job(job: str, overrides: list[str]) -> dict:
-    """The job file composed with conf/ and the command-line overrides, as a plain dict."""
+    """The job file composed with conf/ and the command-line overrides, as a plain dict.
+
+    `prompts=NAME_OR_PATH` is applied after composition: conf/prompts/ is a folder of prompt sets
+    looked up by name (YAML or CSV), which Hydra would otherwise take for a config group.
+    """
     path = find_job(job)
+    prompt_set = [o.split("=", 1)[1] for o in overrides if o.startswith("prompts=")]
+    overrides = [o for o in overrides if not o.startswith("prompts=")]
     searchpath = f"hydra.searchpath=[file://{conf_dir()}]"
     try:
         with initialize_config_dir(config_dir=str(path.parent), version_base=None):
-            cfg = compose(config_name=path.stem, overrides=[searchpath, *overrides])
+            cfg = compose(config_name=path.stem,
+                          overrides=[searchpath, *sweep_overrides(overrides)])
         raw = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
+    except (HydraException, OmegaConfBaseException, ValueError, yaml.YAMLError) as e:
         text = " ".join(str(e).split())
         raise ConfigError(f"job {path}: {text}") from None
     raw.pop("hydra", None)
+    if prompt_set:
+        raw["prompts"] = prompt_set[-1].strip("'\"")
     if raw.get("name") == "???":
         raw["name"] = ""
     return raw

@@ -22,6 +22,7 @@ SEED_LIMIT = 2**63
 @dataclass(frozen=True)
 class ModelSpec:
     name: str  # conf/model/<name>.yaml
+    # source precedence: path, then embedded, then id
     id: str | None = None  # hub id
     revision: str | None = None
     path: str | None = None  # local diffusers folder or single .safetensors file

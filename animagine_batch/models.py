@@ -40,11 +40,7 @@ def _missing_message(spec: ModelSpec, what: str, repo: str, revision: str | None
 
 def check_source(spec: ModelSpec) -> None:
     """Fail early, with a message naming the model and the `model.path=` override."""
-    if spec.embedded:
-        if spec.embedded not in offline.EMBEDDED:
-            raise ConfigError(f"model.embedded: unknown embedded model {spec.embedded!r}; "
-                              f"allowed: {', '.join(offline.EMBEDDED)}")
-    elif spec.path:
+    if spec.path:
         p = Path(spec.path).expanduser()
         if p.suffix.lower() in PICKLE_SUFFIXES:
             raise ConfigError(f"model.path: {p} is a pickle checkpoint, which can run code when "
@@ -57,6 +53,10 @@ def check_source(spec: ModelSpec) -> None:
                               "diffusers pipeline folder or a single .safetensors file")
         if p.is_file() and p.suffix.lower() != ".safetensors":
             raise ConfigError(f"model.path: {p} is not a .safetensors file")
+    elif spec.embedded:
+        if spec.embedded not in offline.EMBEDDED:
+            raise ConfigError(f"model.embedded: unknown embedded model {spec.embedded!r}; "
+                              f"allowed: {', '.join(offline.EMBEDDED)}")
     elif _offline() and not _cached_snapshot(spec.id, "model_index.json", spec.revision):
         raise ConfigError(_missing_message(spec, "model", spec.id, spec.revision))
     if spec.vae and not Path(spec.vae).expanduser().is_dir() and _offline() \
@@ -106,11 +106,11 @@ def _hub_identity(repo: str, revision: str | None, probe: str) -> str:
 
 def identity(spec: ModelSpec) -> str:
     """What identifies the weights (and VAE) inside task ids."""
-    if spec.embedded:
-        base = f"embedded:{offline.model_dir(spec.embedded, spec.seed).name}"
-    elif spec.path:
+    if spec.path:
         p = Path(spec.path).expanduser()
         base = f"sha256:{_file_sha256(p) if p.is_file() else _folder_sha256(p)}"
+    elif spec.embedded:
+        base = f"embedded:{offline.model_dir(spec.embedded, spec.seed).name}"
     else:
         base = _hub_identity(spec.id, spec.revision, "model_index.json")
     if spec.vae:
@@ -154,15 +154,15 @@ def load_pipeline(spec: ModelSpec, device: str, dtype):
             kwargs["vae"] = AutoencoderKL.from_pretrained(
                 str(v) if v.is_dir() else spec.vae, revision=None if v.is_dir() else spec.vae_revision,
                 torch_dtype=dtype)
-        if spec.embedded:
-            pipe = StableDiffusionXLPipeline.from_pretrained(
-                offline.ensure_model(spec.embedded, spec.seed), **kwargs)
-        elif spec.path and Path(spec.path).expanduser().is_file():
+        if spec.path and Path(spec.path).expanduser().is_file():
             pipe = StableDiffusionXLPipeline.from_single_file(
                 str(Path(spec.path).expanduser()), **kwargs)
         elif spec.path:
             pipe = StableDiffusionXLPipeline.from_pretrained(
                 str(Path(spec.path).expanduser()), **kwargs)
+        elif spec.embedded:
+            pipe = StableDiffusionXLPipeline.from_pretrained(
+                offline.ensure_model(spec.embedded, spec.seed), **kwargs)
         else:
             pipe = StableDiffusionXLPipeline.from_pretrained(
                 spec.id, revision=spec.revision, **kwargs)

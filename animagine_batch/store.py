@@ -99,15 +99,27 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
 
 
 def check_writable(root: Path) -> None:
-    """The output root can be created and written, checked without leaving anything behind."""
+    """The output root can be created and written: probed for real, leaving nothing behind."""
     root = Path(root)
     missing = [p for p in [root, *root.parents] if not p.exists()]
-    existing = root if not missing else missing[-1].parent
-    if existing.exists() and not existing.is_dir():
-        raise ConfigError(f"output.root: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"output.root: {root} is not writable (no write permission on "
-                          f"{existing}); choose another folder with output.root=DIR")
+    existing = missing[-1].parent if missing else root
+    if not existing.is_dir():
+        raise ConfigError(f"output.root: {existing} is a file, not a folder; choose another "
+                          "folder with output.root=DIR")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-probe-", dir=root)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ConfigError(f"output.root: {root} is not writable ({e.strerror}); choose another "
+                          "folder with output.root=DIR") from None
+    finally:
+        for p in missing:  # deepest first: remove only what the probe created
+            try:
+                p.rmdir()
+            except OSError:
+                break
 
 
 class RunStore:

@@ -1,0 +1,62 @@
+"""Shared, session-wide fixtures: offline environment, the tiny model, one demo run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("ANIMAGINE_BATCH_CACHE", str(REPO / ".pytest_cache" / "animagine-cache"))
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600):
+    """Run the command line in a subprocess; returns CompletedProcess with text output."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "animagine_batch.cli", *args], cwd=cwd or REPO,
+                          capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    from animagine_batch import offline
+
+    return offline.ensure_model("tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tiny_dir):
+    from animagine_batch import models
+    from animagine_batch.config import ModelSpec, RunnerSpec
+    from animagine_batch.generate import Generator
+
+    spec = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16, max_size=1024)
+    return Generator(spec, models.identity(spec), RunnerSpec(device="cpu"), job="t")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """jobs/demo.yaml run once, in-process; many tests read it (never write to it)."""
+    from animagine_batch import cli
+
+    root = tmp_path_factory.mktemp("demo-out")
+    assert cli.main(["run", str(REPO / "jobs" / "demo.yaml"), f"output.root={root}"]) == 0
+    return root / "demo"
+
+
+@pytest.fixture(scope="session")
+def compose():
+    """Compose and validate a job with overrides, as the CLI does."""
+    from animagine_batch import cli
+
+    def _compose(job: str, *overrides: str):
+        return cli.load_spec(str(REPO / "jobs" / f"{job}.yaml") if "/" not in job else job,
+                             list(overrides))[0]
+
+    return _compose

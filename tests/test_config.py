@@ -1,0 +1,102 @@
+"""Job files compose with conf/ through Hydra and validate; bad input lists every problem."""
+
+from pathlib import Path
+
+import pytest
+
+from animagine_batch import cli
+from animagine_batch.errors import ConfigError
+from conftest import REPO, run_cli
+
+JOBS = sorted((REPO / "jobs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("job", JOBS, ids=[j.stem for j in JOBS])
+def test_every_job_file_composes_and_validates(job):
+    spec, raw, _ = cli.load_spec(str(job), [])
+    assert spec.name == job.stem
+    assert spec.sweep.axes, "every job sweeps something"
+    if job.stem != "demo":
+        assert spec.model.id == "cagliostrolab/animagine-xl-3.1"
+        assert spec.model.vae == "madebyollin/sdxl-vae-fp16-fix"
+
+
+def test_resolutions_job_has_the_nine_buckets(compose):
+    spec = compose("resolutions")
+    assert spec.sweep.levels("size") == ("1024x1024", "1152x896", "896x1152", "1216x832",
+                                         "832x1216", "1344x768", "768x1344", "1536x640",
+                                         "640x1536")
+
+
+def test_overrides_use_hydra_grammar(compose, tmp_path):
+    spec = compose("demo", "generation.cfg=6", "sweep.seeds=[3,9]", f"output.root={tmp_path}",
+                   "sweep.grid={steps:[2,3]}", "prompt.year=newest", "sampler=ddim")
+    assert spec.generation.cfg == 6 and spec.sweep.seeds == (3, 9)
+    assert spec.sweep.grid == (("steps", (2, 3)),)
+    assert spec.run_dir == tmp_path / "demo"
+    assert spec.prompt.year == "newest" and spec.generation.sampler == "ddim"
+
+
+def test_every_problem_is_listed_with_its_key(compose):
+    with pytest.raises(ConfigError) as e:
+        compose("demo", "generation.width=100", "generation.steps=0", "generation.cfg=0",
+                "generation.sampler=euler_b", "prompt.quality=masterpeice", "prompt.preset=fancy",
+                "prompts=nosuchset", "sweep.grid.size=[1023x64]", "max_tasks=5",
+                "+generaton.steps=3")
+    text = "\n".join(e.value.problems)
+    for needle in [
+        "generation.width: 100 is not a multiple of 8",
+        "generation.steps: 0 must be >= 1",
+        "generation.cfg: cfg 0 must be > 0",
+        "generation.sampler: unknown sampler 'euler_b'; allowed: euler_a (Euler a)",
+        "prompt.quality: unknown quality tag 'masterpeice'",
+        "prompt.preset: unknown preset 'fancy'",
+        "prompts: unknown prompt set 'nosuchset'",
+        "sweep.grid.size[0]: 1023 is not a multiple of 8",
+        "generaton: unknown key; allowed: name, prompts",
+    ]:
+        assert needle in text, needle
+    assert len(e.value.problems) >= 9
+
+
+def test_real_model_size_limits_and_max_tasks(compose):
+    with pytest.raises(ConfigError) as e:
+        compose("quality_tags", "generation.width=256", "sweep.seeds=100000")
+    text = "\n".join(e.value.problems)
+    assert "generation.width: 256 is outside 512-2048" in text
+    assert "max_tasks: the sweep has 33,000,000 tasks, more than max_tasks=100,000" in text
+    assert compose("quality_tags", "sweep.seeds=1000", "max_tasks=1000000").max_tasks == 1_000_000
+
+
+def test_axis_errors(compose):
+    with pytest.raises(ConfigError) as e:
+        compose("demo", "sweep.zip={cfg:[1,2],steps:[2]}", "sweep.grid.colour=[red]",
+                "sweep.grid.model=[tiny,nomodel]", "sweep.seeds=[1,1]")
+    text = "\n".join(e.value.problems)
+    assert "sweep.zip.cfg: is also a grid axis" in text
+    assert "sweep.zip: lists must have equal lengths: cfg=2, steps=1" in text
+    assert "sweep.grid.colour: unknown axis; allowed: model, sampler" in text
+    assert "sweep.grid.model[1]: unknown model 'nomodel'" in text
+    assert "sweep.seeds: repeats a seed" in text
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    r = run_cli("run", "jobs/demo.yaml", f"output.root={out}", "generation.steps=0",
+                "prompt.rating=general")
+    assert r.returncode == 2
+    assert "generation.steps: 0 must be >= 1" in r.stderr
+    assert "prompt.rating: unknown rating tag 'general'" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_cli_malformed_job_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("defaults: [base, _self_]\nname: x\ngeneration: {steps: 3\n")
+    r = run_cli("run", str(bad), f"output.root={tmp_path / 'o'}")
+    assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("run", "jobs/demo.yaml", "generation.nosuchkey=3")
+    assert r.returncode == 2 and "nosuchkey" in r.stderr
+    r = run_cli("run", "nosuchjob")
+    assert r.returncode == 2 and "packaged jobs: cfg_steps, demo" in r.stderr

@@ -1,0 +1,104 @@
+"""Generation: per-image seeds, batch independence, status rows, samplers built from config."""
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animagine_batch import prompts as P
+from animagine_batch import samplers, sweep
+from conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def tasks(compose):
+    spec = compose("demo", "sweep.grid={}", "sweep.seeds=[11,12,13,14,15]", "generation.steps=3")
+    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+    return sweep.expand(spec, ps, {"tiny": "embedded:test"})
+
+
+def unit(tasks_):
+    return sweep.units(tasks_, 99)[0]
+
+
+def pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def test_image_is_the_same_alone_and_in_a_batch(tiny_generator, tasks):
+    target = tasks[0]
+    alone = tiny_generator(unit([target]))
+    batch = tiny_generator(unit([tasks[5], target, tasks[3], tasks[10]]))
+    assert [r["status"] for r in batch.rows] == ["ok"] * 4
+    a, b = pixels(alone.pngs[0]), pixels(batch.pngs[1])
+    assert np.abs(a - b).max() <= 2
+    again = tiny_generator(unit([tasks[5], target, tasks[3], tasks[10]]))
+    assert again.pngs == batch.pngs  # same composition: byte-identical
+    assert [r["image_sha256"] for r in again.rows] == [r["image_sha256"] for r in batch.rows]
+
+
+def test_seeds_are_per_image_never_shared_or_offset(tiny_generator, tasks):
+    same_seed_other_prompt = [t for t in tasks if t.seed == tasks[0].seed and t is not tasks[0]][0]
+    res = tiny_generator(unit([tasks[0], tasks[1]]))
+    assert res.pngs[0] != res.pngs[1]
+    # the second image of a batch is its own seed's image, not seed+1 of the first
+    second_alone = tiny_generator(unit([tasks[1]]))
+    assert np.abs(pixels(second_alone.pngs[0]) - pixels(res.pngs[1])).max() <= 2
+    twin = replace(same_seed_other_prompt, prompt=tasks[0].prompt,
+                   negative_prompt=tasks[0].negative_prompt, task_id="twin")
+    res2 = tiny_generator(unit([tasks[0], twin]))
+    assert np.abs(pixels(res2.pngs[0]) - pixels(res2.pngs[1])).max() <= 2
+
+
+def test_rows_carry_the_contract_columns(tiny_generator, tasks):
+    res = tiny_generator(unit(tasks[:2]))
+    row = res.rows[0]
+    assert row["status"] == "ok" and row["error"] is None
+    assert row["image_path"] == f"images/{tasks[0].task_id}.png"
+    assert row["sampler"] == "Euler a" and row["steps"] == 3 and row["seed"] == 11
+    assert row["model"] == "embedded/tiny-sdxl" and row["gen_seconds"] > 0
+    assert row["prompt_tokens"] > 10
+    assert pixels(res.pngs[0]).shape == (64, 64, 3)
+
+
+def test_exception_becomes_error_rows(tiny_generator, tasks, monkeypatch):
+    def boom(unit_):
+        raise RuntimeError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(tiny_generator, "_generate", boom)
+    res = tiny_generator(unit(tasks[:3]))
+    assert [r["status"] for r in res.rows] == ["error"] * 3
+    assert res.rows[0]["error"] == "RuntimeError: CUDA out of memory (simulated)"
+    assert res.pngs == [None] * 3
+
+
+def test_nonfinite_and_blank_images_get_status_nan(tiny_generator, tasks, monkeypatch):
+    images = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
+    images[0, 5, 5, 1] = np.nan
+    images[1] = 0.0
+    monkeypatch.setattr(tiny_generator, "_generate", lambda unit_: images)
+    res = tiny_generator(unit(tasks[:3]))
+    assert [r["status"] for r in res.rows] == ["nan", "nan", "ok"]
+    assert "non-finite" in res.rows[0]["error"] and "blank" in res.rows[1]["error"]
+    assert res.pngs[0] is None and res.pngs[1] is None and res.pngs[2] is not None
+
+
+@pytest.mark.parametrize("sampler", samplers.SAMPLERS, ids=[s.key for s in samplers.SAMPLERS])
+def test_samplers_keep_the_sdxl_betas(sampler, tiny_generator):
+    sched = samplers.build_scheduler(sampler, tiny_generator.base_scheduler_config)
+    assert type(sched).__name__ == sampler.scheduler
+    cfg = sched.config
+    assert (cfg.beta_start, cfg.beta_end, cfg.beta_schedule) == (0.00085, 0.012, "scaled_linear")
+    assert cfg.steps_offset == 1 and cfg.timestep_spacing == "leading"
+    for key, value in sampler.settings:
+        assert cfg[key] == value
+
+
+def test_every_sampler_generates(tiny_generator, tasks):
+    for s in samplers.SAMPLERS:
+        t = replace(tasks[0], sampler=s.key, task_id=s.key)
+        res = tiny_generator(unit([t]))
+        assert res.rows[0]["status"] == "ok", (s.key, res.rows[0]["error"])
+        assert res.rows[0]["sampler"] == s.name

@@ -1,0 +1,108 @@
+"""PNG metadata, the Parquet schema, atomic writes and the resume/dedupe rules."""
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from analysis import ResultsError, load_run
+from animagine_batch import metadata, store
+from animagine_batch.errors import ConfigError
+from animagine_batch.generate import UnitResult
+
+
+def test_infotext_round_trips_through_the_a1111_regex():
+    params = {"Steps": 28, "Sampler": "DPM++ 2M Karras", "CFG scale": "7", "Seed": 123456,
+              "Size": "832x1216", "Model hash": "abcdef0123", "Model": "animagine-xl-3.1",
+              "Note": 'has, comma: colon and "quote" \\ slash'}
+    text = metadata.infotext("1girl, solo\nsecond line", "lowres, (bad)", params)
+    assert text.split("\n")[2] == "Negative prompt: lowres, (bad)"
+    assert 'Note: "has, comma: colon and \\"quote\\" \\\\ slash"' in text
+    back = metadata.parse_infotext(text)
+    assert back["Prompt"] == "1girl, solo\nsecond line"
+    assert back["Negative prompt"] == "lowres, (bad)"
+    assert back["Steps"] == "28" and back["Sampler"] == "DPM++ 2M Karras"
+    assert back["Size-1"] == 832 and back["Size-2"] == 1216
+    assert back["Note"] == 'has, comma: colon and "quote" \\ slash'
+
+
+def test_png_carries_both_chunks_and_is_deterministic():
+    px = np.random.default_rng(1).integers(0, 255, (16, 24, 3), dtype=np.uint8)
+    meta = {"prompt": "p", "seed": 3}
+    a = metadata.encode_png(px, "p\nSteps: 2", meta, 1)
+    assert a == metadata.encode_png(px, "p\nSteps: 2", meta, 1)
+    im = Image.open(io.BytesIO(a))
+    assert im.text["parameters"] == "p\nSteps: 2" and json.loads(im.text["metadata"]) == meta
+    assert np.array_equal(np.asarray(im), px)
+
+
+def test_schema_types_and_unknown_columns(tmp_path):
+    schema = store.results_schema({"quality": "string", "cfg": "float64", "hires": "float64"},
+                                  {"aesthetic_score": "float32"}, {"package": "x"})
+    assert schema.field("steps").type == pa.int32() and schema.field("cfg").type == pa.float32()
+    assert schema.field("seed").type == pa.int64() and schema.field("hires").type == pa.float64()
+    assert schema.names.count("cfg") == 1
+    s = store.RunStore(tmp_path / "run", schema)
+    s.open("job: {}\n")
+    with pytest.raises(ValueError, match="outside the results schema: \\['bogus'\\]"):
+        s.write(UnitResult("u", [{"task_id": "a", "bogus": 1}], [None], 0.1))
+    assert not list((tmp_path / "run" / "results").iterdir())
+
+
+def _row(task_id, status, **kw):
+    return {"task_id": task_id, "status": status, "steps": 2, "cfg": 7.0, "seed": 1, **kw}
+
+
+def test_writes_are_atomic_and_png_precedes_row(tmp_path):
+    schema = store.results_schema({}, {})
+    s = store.RunStore(tmp_path / "run", schema)
+    s.open("job: {}\n")
+    (tmp_path / "run" / "images" / ".tmp-leftover").write_bytes(b"x")
+    s.open("job: {}\n")  # a rerun clears temporary leftovers
+    assert not list((tmp_path / "run" / "images").glob(".tmp-*"))
+    s.write(UnitResult("u1", [_row("a", "ok", image_path="images/a.png")], [b"PNGDATA"], 0.1))
+    assert (tmp_path / "run" / "images" / "a.png").read_bytes() == b"PNGDATA"
+    parts = sorted((tmp_path / "run" / "results").iterdir())
+    assert [p.name for p in parts] == ["part-000000-u1.parquet"]
+    assert pq.read_table(parts[0]).schema.field("steps").type == pa.int32()
+
+
+def test_load_run_prefers_finished_rows_then_the_latest(tmp_path):
+    schema = store.results_schema({}, {})
+    s = store.RunStore(tmp_path / "run", schema)
+    s.open("")
+    s.write(UnitResult("u1", [_row("a", "error", error="oom"), _row("b", "ok")], [None, None], 1))
+    s.write(UnitResult("u2", [_row("a", "ok"), _row("c", "error", error="x")], [None, None], 1))
+    s.write(UnitResult("u3", [_row("b", "error", error="late")], [None], 1))
+    df = load_run(tmp_path / "run")
+    assert sorted(df.task_id) == ["a", "b", "c"]
+    got = dict(zip(df.task_id, df.status))
+    assert got == {"a": "ok", "b": "ok", "c": "error"}
+    assert s.done_ids() == {"a", "b"}
+    s.compact(min_parts=2)
+    assert len(list((tmp_path / "run" / "results").glob("part-*"))) == 1
+    assert dict(zip(*load_run(tmp_path / "run")[["task_id", "status"]].T.values)) == got
+
+
+def test_corrupt_results_file_is_named(tmp_path):
+    (tmp_path / "run" / "results").mkdir(parents=True)
+    bad = tmp_path / "run" / "results" / "part-000000-x.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(ResultsError, match="part-000000-x.parquet is corrupt"):
+        load_run(tmp_path / "run")
+
+
+def test_unwritable_root_is_a_config_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        store.check_writable(f / "sub")
+    with pytest.raises(ConfigError, match="/proc/no-such/out is not writable"):
+        store.check_writable(Path("/proc/no-such/out"))
+    store.check_writable(tmp_path / "a" / "b" / "c")
+    assert not (tmp_path / "a").exists()  # the probe leaves nothing behind
