@@ -105,7 +105,7 @@ def model_configs() -> dict[str, dict]:
 
 
 def load_spec(job: str, overrides: list[str]):
-    from .config import parse_job
+    from .validation import parse_job
 
     raw = compose_job(job, overrides)
     prompt_dirs = [conf_dir() / "prompts"]

@@ -1,6 +1,5 @@
 """Job files compose with conf/ through Hydra and validate; bad input lists every problem."""
 
-from pathlib import Path
 
 import pytest
 

@@ -1,7 +1,6 @@
 """End to end through the command line: demo run, resume, SIGKILL recovery, bad sources."""
 
 import hashlib
-import io
 import os
 import signal
 import subprocess

@@ -1,0 +1,233 @@
+"""Job validation: the composed config dict -> a frozen `JobSpec`, or a `ConfigError` that lists
+every problem with its key path (so one run of a broken job shows all of them).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import fields
+from pathlib import Path
+
+from . import prompts as P
+from . import samplers
+from .config import (AXES, RUNNERS, SEED_LIMIT, TOP_KEYS, GenerationSpec, JobSpec, ModelSpec,
+                     OutputSpec, RunnerSpec, SweepSpec, count_tasks, parse_size)
+from .errors import ConfigError
+
+
+def _fields(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+class _Collector:
+    """Gathers problems while parsing so one run reports all of them."""
+
+    def __init__(self):
+        self.problems: list[str] = []
+
+    def add(self, key: str, msg: str):
+        self.problems.append(f"{key}: {msg}")
+
+    def section(self, raw, key: str, cls, defaults=None):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.add(key, f"must be a mapping of {', '.join(_fields(cls))}")
+            return defaults or cls()
+        for k in sorted(set(raw) - set(_fields(cls))):
+            self.add(f"{key}.{k}", f"unknown key; allowed: {', '.join(_fields(cls))}")
+        kwargs = {k: v for k, v in raw.items() if k in _fields(cls)}
+        try:
+            return cls(**{**(defaults.__dict__ if defaults else {}), **kwargs})
+        except TypeError as e:
+            self.add(key, str(e))
+            return defaults or cls()
+
+
+def _check_int(c: _Collector, key: str, value, low: int | None = None) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        c.add(key, f"{value!r} is not an integer")
+        return None
+    if low is not None and value < low:
+        c.add(key, f"{value} must be >= {low}")
+        return None
+    return value
+
+
+def _check_level(c: _Collector, key: str, axis: str, value, spec_models: dict, sizes: list):
+    """Validate one value of a generation or prompt field."""
+    if axis in ("steps",):
+        _check_int(c, key, value, 1)
+    elif axis == "cfg":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            c.add(key, f"{value!r} is not a number")
+        elif value <= 0:
+            c.add(key, f"cfg {value} must be > 0")
+    elif axis in ("width", "height"):
+        if _check_int(c, key, value, 1) is not None:
+            sizes.append((key, value))
+    elif axis == "size":
+        try:
+            w, h = parse_size(value)
+            sizes += [(key, w), (key, h)]
+        except ValueError as e:
+            c.add(key, str(e))
+    elif axis == "sampler":
+        try:
+            samplers.get(value)
+        except ValueError as e:
+            c.add(key, str(e))
+    elif axis == "model":
+        if str(value) not in spec_models:
+            c.add(key, f"unknown model {value!r}; model configs: {', '.join(sorted(spec_models))}")
+    elif axis in P.PROMPT_FIELDS:
+        for problem in P.check_options(P.PromptOptions(**{axis: str(value)})):
+            c.add(key, problem.split(": ", 1)[1])
+
+
+def _parse_axes(c: _Collector, raw, key: str) -> tuple[tuple[str, tuple], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        c.add(key, "must be a mapping of axis name to a list of levels")
+        return ()
+    out = []
+    for axis, levels in raw.items():
+        if axis not in AXES:
+            c.add(f"{key}.{axis}", f"unknown axis; allowed: {', '.join(AXES)}")
+            continue
+        if not isinstance(levels, (list, tuple)) or not levels:
+            c.add(f"{key}.{axis}", "must be a non-empty list of levels")
+            continue
+        if len({repr(v) for v in levels}) != len(levels):
+            c.add(f"{key}.{axis}", f"repeats a level: {list(levels)}")
+        out.append((axis, tuple(levels)))
+    return tuple(out)
+
+
+def _parse_seeds(c: _Collector, seeds, base) -> tuple[int, ...]:
+    base = _check_int(c, "sweep.base_seed", base, 0)
+    if isinstance(seeds, (list, tuple)):
+        bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)
+               or not 0 <= s < SEED_LIMIT]
+        if bad or not seeds:
+            c.add("sweep.seeds", f"a list of seeds must hold integers in [0, 2^63); got {list(seeds)}")
+            return (0,)
+        if len(set(seeds)) != len(seeds):
+            c.add("sweep.seeds", f"repeats a seed: {list(seeds)}")
+        return tuple(seeds)
+    n = _check_int(c, "sweep.seeds", seeds, 1)
+    if n is None or base is None:
+        return (0,)
+    if base + n > SEED_LIMIT:
+        c.add("sweep.base_seed", "base_seed + seeds must stay below 2^63")
+        return (0,)
+    return tuple(range(base, base + n))
+
+
+def parse_model(raw: dict, name: str, key: str, c: _Collector) -> ModelSpec:
+    spec = c.section({"name": name, **(raw or {})}, key, ModelSpec)
+    if not (spec.id or spec.path or spec.embedded):
+        c.add(key, "needs one of id (hub id), path (local folder or .safetensors file) or embedded")
+    return spec
+
+
+def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]) -> JobSpec:
+    """Typed, validated job from a composed config dict.
+
+    `model_configs` maps the names of conf/model/*.yaml to their contents; the job's own `model`
+    section is the selected one (with overrides).
+    """
+    c = _Collector()
+    for k in sorted(set(raw) - set(TOP_KEYS)):
+        c.add(k, f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+    name = str(raw.get("name") or "")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        c.add("name", f"{name!r} must be a non-empty name of letters, digits, '.', '_' or '-'")
+    opts = c.section(raw.get("prompt"), "prompt", P.PromptOptions)
+    opts = P.PromptOptions(**{k: str(v) for k, v in opts.__dict__.items()})
+    for problem in P.check_options(opts):
+        c.add("prompt." + problem.split(": ", 1)[0], problem.split(": ", 1)[1])
+    gen = c.section(raw.get("generation"), "generation", GenerationSpec)
+    runner_raw = raw.get("runner")
+    runner = c.section({"name": runner_raw} if isinstance(runner_raw, str) else runner_raw,
+                       "runner", RunnerSpec)
+    if runner.name not in RUNNERS:
+        c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(RUNNERS)}")
+    output = c.section(raw.get("output"), "output", OutputSpec)
+    if not (isinstance(output.png_compress_level, int) and 0 <= output.png_compress_level <= 9):
+        c.add("output.png_compress_level", "must be an integer 0-9")
+    model_raw = raw.get("model") or {}
+    main_name = str(model_raw.get("name", "model")) if isinstance(model_raw, dict) else "model"
+    model = parse_model(model_raw if isinstance(model_raw, dict) else {}, main_name, "model", c)
+
+    sweep_raw = raw.get("sweep") or {}
+    if not isinstance(sweep_raw, dict):
+        c.add("sweep", "must be a mapping with grid, zip, seeds, base_seed")
+        sweep_raw = {}
+    for k in sorted(set(sweep_raw) - {"grid", "zip", "seeds", "base_seed"}):
+        c.add(f"sweep.{k}", "unknown key; allowed: grid, zip, seeds, base_seed")
+    grid = _parse_axes(c, sweep_raw.get("grid"), "sweep.grid")
+    zipped = _parse_axes(c, sweep_raw.get("zip"), "sweep.zip")
+    for axis in {a for a, _ in grid} & {a for a, _ in zipped}:
+        c.add(f"sweep.zip.{axis}", "is also a grid axis; an axis can be in grid or zip, not both")
+    if len({len(v) for _, v in zipped}) > 1:
+        c.add("sweep.zip", "lists must have equal lengths: "
+              + ", ".join(f"{a}={len(v)}" for a, v in zipped))
+    axes = [a for a, _ in grid + zipped]
+    if "size" in axes and ({"width", "height"} & set(axes)):
+        c.add("sweep", "size and width/height cannot both be axes")
+    seeds = _parse_seeds(c, sweep_raw.get("seeds", 1), sweep_raw.get("base_seed", 0))
+    sweep = SweepSpec(grid=grid, zip=zipped, seeds=seeds)
+
+    models = {model.name: model}
+    model_levels = [str(v) for a, vs in grid + zipped if a == "model" for v in vs]
+    for level in model_levels:
+        if level in model_configs and level != model.name:
+            models[level] = parse_model(model_configs[level], level, f"model config {level}", c)
+    known_models = {**{n: None for n in model_configs}, model.name: None}
+
+    sizes: list = []
+    for field_name in ("sampler", "steps", "cfg", "width", "height"):
+        _check_level(c, f"generation.{field_name}", field_name, getattr(gen, field_name), {}, sizes)
+    _check_int(c, "generation.batch_size", gen.batch_size, 1)
+    for axis, levels in grid + zipped:
+        group = "grid" if (axis, levels) in grid else "zip"
+        for i, v in enumerate(levels):
+            _check_level(c, f"sweep.{group}.{axis}[{i}]", axis, v, known_models, sizes)
+    lo = max(m.min_size for m in models.values())
+    hi = min(m.max_size for m in models.values())
+    for key, v in sizes:
+        if v % 8:
+            c.add(key, f"{v} is not a multiple of 8")
+        elif not lo <= v <= hi:
+            c.add(key, f"{v} is outside {lo}-{hi}, the sizes the model(s) "
+                  f"{', '.join(sorted(models))} accept")
+
+    scorers = raw.get("scorers") or []
+    if not isinstance(scorers, (list, tuple)):
+        c.add("scorers", "must be a list of scorer names")
+        scorers = []
+    from .scorers import registry  # noqa: PLC0415 (light: names only)
+
+    for s in scorers:
+        if str(s) not in registry.names():
+            c.add("scorers", f"unknown scorer {s!r}; allowed: {', '.join(registry.names()) or '(none)'}")
+
+    prompts_name = str(raw.get("prompts") or "")
+    n_prompts = 0
+    try:
+        n_prompts = len(P.load_prompt_set(prompts_name, prompt_dirs).entries)
+    except ConfigError as e:
+        c.problems += e.problems
+    max_tasks = _check_int(c, "max_tasks", raw.get("max_tasks", 100_000), 1) or 100_000
+    total = count_tasks(n_prompts, sweep)
+    if total > max_tasks:
+        c.add("max_tasks", f"the sweep has {total:,} tasks, more than max_tasks={max_tasks:,}; "
+              "shrink the sweep or raise max_tasks")
+    if c.problems:
+        raise ConfigError(c.problems)
+    return JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
+                   model=model, models=models, scorers=tuple(str(s) for s in scorers),
+                   runner=runner, output=output, max_tasks=max_tasks)
