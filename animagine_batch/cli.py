@@ -60,7 +60,7 @@ def sweep_overrides(overrides: list[str]) -> list[str]:
         key = o.split("=", 1)[0]
         if key in ("sweep.grid", "sweep.zip"):
             out += [f"~{key}", f"+{o}"]
-        elif key.startswith(("sweep.grid.", "sweep.zip.")):
+        elif key.startswith(("sweep.grid.", "sweep.zip.", "scorer.")):
             out.append(f"++{o}")
         else:
             out.append(o)
@@ -93,14 +93,15 @@ def compose_job(job: str, overrides: list[str]) -> dict:
     return raw
 
 
-def model_configs() -> dict[str, dict]:
-    """Every conf/model/*.yaml by name (levels of a `model` sweep axis)."""
+def group_configs(group: str) -> dict[str, dict]:
+    """Every conf/<group>/*.yaml by name: model configs (levels of a `model` axis) and scorer
+    configs (listed by name in `scorers`)."""
     out = {}
-    for p in sorted((conf_dir() / "model").glob("*.yaml")):
+    for p in sorted((conf_dir() / group).glob("*.yaml")):
         try:
             out[p.stem] = OmegaConf.to_container(OmegaConf.load(p), resolve=True) or {}
-        except OmegaConfBaseException as e:
-            raise ConfigError(f"model config {p}: {e}") from None
+        except (OmegaConfBaseException, yaml.YAMLError) as e:
+            raise ConfigError(f"{group} config {p}: {e}") from None
     return out
 
 
@@ -109,7 +110,8 @@ def load_spec(job: str, overrides: list[str]):
 
     raw = compose_job(job, overrides)
     prompt_dirs = [conf_dir() / "prompts"]
-    return parse_job(raw, model_configs(), prompt_dirs), raw, prompt_dirs
+    spec = parse_job(raw, group_configs("model"), prompt_dirs, group_configs("scorer"))
+    return spec, raw, prompt_dirs
 
 
 def cmd_run(args) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import prompts as P
+from .scorers.registry import ScorerSpec
 
 SEED_LIMIT = 2**63
 
@@ -89,7 +90,7 @@ class JobSpec:
     sweep: SweepSpec
     model: ModelSpec
     models: dict[str, ModelSpec] = field(default_factory=dict)  # every model the sweep uses
-    scorers: tuple[str, ...] = ()
+    scorers: tuple[ScorerSpec, ...] = ()
     runner: RunnerSpec = RunnerSpec()
     output: OutputSpec = OutputSpec()
     max_tasks: int = 100_000
@@ -101,8 +102,8 @@ class JobSpec:
 
 GENERATION_AXES = ("model", "sampler", "steps", "cfg", "width", "height", "size")
 AXES = GENERATION_AXES + P.PROMPT_FIELDS
-TOP_KEYS = ("name", "prompts", "prompt", "generation", "sweep", "model", "scorers", "runner",
-            "output", "max_tasks")
+TOP_KEYS = ("name", "prompts", "prompt", "generation", "sweep", "model", "scorers", "scorer",
+            "runner", "output", "max_tasks")
 RUNNERS = ("local", "ray")
 
 

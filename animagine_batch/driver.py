@@ -20,6 +20,7 @@ from . import sweep
 from .config import JobSpec
 from .errors import ConfigError
 from .runners import WorkerContext, make_runner
+from .scorers import registry
 
 TOKEN_LIMIT = 75  # each CLIP encoder sees 77 positions: start, 75 tokens, end
 
@@ -77,7 +78,7 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
         "models": {n: {"id": m.id, "revision": m.revision, "path": m.path, "vae": m.vae,
                        "identity": identities[n], "licence": m.licence}
                    for n, m in spec.models.items()},
-        "scorers": list(spec.scorers),
+        "scorers": {sc.name: registry.describe(sc) for sc in spec.scorers},
     }
 
 
@@ -106,7 +107,13 @@ def dry_run(plan: Plan, out=sys.stdout) -> None:
         print(f"warning: {w}", file=out)
 
 
-def _summary(spec: JobSpec, out, seconds: float, generated: int) -> None:
+def score_columns(spec: JobSpec) -> list[str]:
+    """Numeric scorer columns, for the end-of-run summary."""
+    return [c for sc in spec.scorers for c, t in registry.columns(sc).items()
+            if t in ("float32", "float64")]
+
+
+def _summary(spec: JobSpec, out, seconds: float, generated: int, scores: list[str]) -> None:
     from analysis import load_run
 
     df = load_run(spec.run_dir)
@@ -117,7 +124,7 @@ def _summary(spec: JobSpec, out, seconds: float, generated: int) -> None:
           + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
           + f"); {generated:,} generated in {seconds:.1f} s ({rate:.2f} images/s); "
           f"run directory {spec.run_dir}", file=out)
-    score_cols = [c for c in ("aesthetic_score", "clip_score") if c in df.columns]
+    score_cols = [c for c in scores if c in df.columns]
     if score_cols and spec.sweep.axes and spec.sweep.axes[0] in df.columns:
         axis = spec.sweep.axes[0]
         means = df[df["status"] == "ok"].groupby(axis)[score_cols].mean()
@@ -141,7 +148,7 @@ def run(plan: Plan, raw: dict, out=sys.stdout) -> int:
         return 0
     units = sweep.units(pending, spec.generation.batch_size)
     prov = provenance(spec, raw, plan.identities)
-    scorer_columns: dict[str, str] = {}
+    scorer_columns = {k: v for sc in spec.scorers for k, v in registry.columns(sc).items()}
     schema = S.results_schema(axis_types(spec), scorer_columns, prov)
     ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
                         runner=spec.runner, png_compress_level=spec.output.png_compress_level,
@@ -164,7 +171,7 @@ def run(plan: Plan, raw: dict, out=sys.stdout) -> int:
                 bar.update(len(result.rows))
         store.compact(min_parts=64)
         generated = sum(len(u.tasks) for u in units)
-        _summary(spec, out, time.perf_counter() - start, generated)
+        _summary(spec, out, time.perf_counter() - start, generated, score_columns(spec))
         return generated
     except ConfigError:
         if not existed and written == 0:

@@ -14,6 +14,7 @@ from . import samplers
 from .config import (AXES, RUNNERS, SEED_LIMIT, TOP_KEYS, GenerationSpec, JobSpec, ModelSpec,
                      OutputSpec, RunnerSpec, SweepSpec, count_tasks, parse_size)
 from .errors import ConfigError
+from .scorers import registry
 
 
 def _fields(cls) -> tuple[str, ...]:
@@ -133,11 +134,42 @@ def parse_model(raw: dict, name: str, key: str, c: _Collector) -> ModelSpec:
     return spec
 
 
-def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]) -> JobSpec:
+def _parse_scorers(c: _Collector, names, overrides, configs: dict | None) -> tuple:
+    configs = configs or {}
+    if names is None:
+        names = []
+    if not isinstance(names, (list, tuple)):
+        c.add("scorers", "must be a list of scorer names")
+        return ()
+    overrides = overrides or {}
+    if not isinstance(overrides, dict):
+        c.add("scorer", "must map scorer names to option overrides")
+        overrides = {}
+    for k in sorted(set(overrides) - {str(n) for n in names}):
+        c.add(f"scorer.{k}", f"sets options of a scorer the job does not list in scorers: {list(names)}")
+    specs = []
+    for name in map(str, names):
+        if name not in configs:
+            c.add("scorers", f"unknown scorer {name!r}; allowed: {', '.join(sorted(configs)) or '(none)'}")
+            continue
+        config = {**configs[name], **(overrides.get(name) or {})}
+        if config.get("kind") not in registry.KINDS:
+            c.add(f"scorer config {name}", f"kind {config.get('kind')!r} is not one of "
+                  f"{', '.join(sorted(registry.KINDS))}")
+            continue
+        specs.append(registry.ScorerSpec.make(name, config))
+    if len({s.name for s in specs}) != len(specs):
+        c.add("scorers", f"lists a scorer twice: {list(names)}")
+    return tuple(specs)
+
+
+def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path],
+              scorer_configs: dict[str, dict] | None = None) -> JobSpec:
     """Typed, validated job from a composed config dict.
 
-    `model_configs` maps the names of conf/model/*.yaml to their contents; the job's own `model`
-    section is the selected one (with overrides).
+    `model_configs` and `scorer_configs` map the names of conf/model/*.yaml and
+    conf/scorer/*.yaml to their contents; the job's own `model` section is the selected model
+    (with overrides) and `scorer.<name>` holds option overrides of the listed scorers.
     """
     c = _Collector()
     for k in sorted(set(raw) - set(TOP_KEYS)):
@@ -205,16 +237,7 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
             c.add(key, f"{v} is outside {lo}-{hi}, the sizes the model(s) "
                   f"{', '.join(sorted(models))} accept")
 
-    scorers = raw.get("scorers") or []
-    if not isinstance(scorers, (list, tuple)):
-        c.add("scorers", "must be a list of scorer names")
-        scorers = []
-    from .scorers import registry  # noqa: PLC0415 (light: names only)
-
-    for s in scorers:
-        if str(s) not in registry.names():
-            c.add("scorers", f"unknown scorer {s!r}; allowed: {', '.join(registry.names()) or '(none)'}")
-
+    scorers = _parse_scorers(c, raw.get("scorers"), raw.get("scorer"), scorer_configs)
     prompts_name = str(raw.get("prompts") or "")
     n_prompts = 0
     try:
@@ -229,5 +252,5 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     if c.problems:
         raise ConfigError(c.problems)
     return JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
-                   model=model, models=models, scorers=tuple(str(s) for s in scorers),
+                   model=model, models=models, scorers=scorers,
                    runner=runner, output=output, max_tasks=max_tasks)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Protocol
 
 from ..config import ModelSpec, RunnerSpec
+from ..scorers.registry import ScorerSpec
 from ..sweep import Unit
 
 
@@ -18,7 +19,7 @@ class WorkerContext:
     identities: dict[str, str]
     runner: RunnerSpec
     png_compress_level: int = 1
-    scorers: tuple[str, ...] = field(default_factory=tuple)
+    scorers: tuple[ScorerSpec, ...] = field(default_factory=tuple)
 
 
 class Runner(Protocol):

@@ -1,23 +1,64 @@
-"""Scorer registry: names -> scorer classes, imported only when a job asks for them.
+"""Scorer registry: scorer kinds -> classes, and scorer configs (conf/scorer/<name>.yaml) -> specs.
 
-A scorer module defines a class with `name`, `version`, `higher_is_better`, `columns`, an
-`__init__` that loads its weights once and `__call__(images, rows) -> dict of column arrays`.
+A scorer config names its `kind` (the module that implements it) and that kind's options; the
+offline stand-ins are configs of the same kinds (`tiny_clip` is kind `clip` with an embedded
+model), so they run through the same code as the real scorers.
+
+A scorer class has `kind`, `version`, `higher_is_better` (column -> bool), `columns(options)`
+(column -> Arrow type name), an `__init__(name, options, device)` that loads weights once, and
+`__call__(images, rows) -> {column: list}` over a batch of PIL images and their result rows.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+from dataclasses import dataclass
 
-# name -> "module:Class" inside animagine_batch.scorers
-SCORERS: dict[str, str] = {}
+KINDS: dict[str, str] = {
+    "aesthetic": "aesthetic:AestheticScorer",
+    "clip": "clip:ClipScorer",
+    "wd14": "wd14:WD14Scorer",
+}
 
 
-def names() -> list[str]:
-    return sorted(SCORERS)
+@dataclass(frozen=True)
+class ScorerSpec:
+    name: str  # config name, e.g. aesthetic_shadow_v2 or tiny_aesthetic
+    kind: str  # implementation, a key of KINDS
+    options_json: str  # the config's options (JSON, so the spec stays hashable and picklable)
+
+    @property
+    def options(self) -> dict:
+        return json.loads(self.options_json)
+
+    @classmethod
+    def make(cls, name: str, config: dict) -> "ScorerSpec":
+        config = dict(config)
+        kind = str(config.pop("kind", ""))
+        return cls(name, kind, json.dumps(config, sort_keys=True))
 
 
-def get(name: str):
-    if name not in SCORERS:
-        raise KeyError(f"unknown scorer {name!r}; allowed: {', '.join(names()) or '(none)'}")
-    module, cls = SCORERS[name].split(":")
+def scorer_class(kind: str):
+    if kind not in KINDS:
+        raise KeyError(f"unknown scorer kind {kind!r}; allowed: {', '.join(sorted(KINDS))}")
+    module, cls = KINDS[kind].split(":")
     return getattr(importlib.import_module(f"animagine_batch.scorers.{module}"), cls)
+
+
+def columns(spec: ScorerSpec) -> dict[str, str]:
+    return scorer_class(spec.kind).columns(spec.options)
+
+
+def build(spec: ScorerSpec, device: str):
+    """Load a scorer's weights (raises ConfigError naming the scorer when they cannot be had)."""
+    return scorer_class(spec.kind)(spec.name, spec.options, device)
+
+
+def describe(spec: ScorerSpec) -> dict:
+    """Provenance of a scorer: kind, version, model source and licence."""
+    cls = scorer_class(spec.kind)
+    opts = spec.options
+    return {"kind": spec.kind, "version": cls.version, "licence": opts.get("licence"),
+            **{k: opts.get(k) for k in ("id", "revision", "path", "model", "pretrained", "embedded")
+               if opts.get(k) is not None}}

@@ -1,0 +1,81 @@
+"""aesthetic-shadow-v2: the ViT classifier Animagine's aesthetic tags were made with.
+
+`aesthetic_score` is the softmax probability of the label `hq` (looked up by label, not position);
+`aesthetic_tag` is the model card's bucket of that score with half-open bins. The weights are
+CC-BY-NC-4.0 (non-commercial): the licence is recorded in the run's provenance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import offline_scorers
+from ..tags import AESTHETIC_CUTS, aesthetic_tag
+from .base import batches, load_error, local_or_hub
+
+# ViTImageProcessor settings of aesthetic-shadow-v2 (SPEC.md section 4)
+IMAGE_MEAN = [0.65463551, 0.60715182, 0.61108185]
+IMAGE_STD = [0.32903292, 0.32726001, 0.31909652]
+BILINEAR = 2
+
+
+def make_processor(image_size: int):
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(do_resize=True, size={"height": image_size, "width": image_size},
+                             resample=BILINEAR, do_rescale=True, rescale_factor=1 / 255,
+                             do_normalize=True, image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
+
+
+class AestheticScorer:
+    kind = "aesthetic"
+    version = "1"
+    higher_is_better = {"aesthetic_score": True}
+
+    @staticmethod
+    def columns(options: dict) -> dict[str, str]:
+        return {"aesthetic_score": "float32", "aesthetic_tag": "string"}
+
+    def __init__(self, name: str, options: dict, device: str):
+        import torch
+        from transformers import ViTForImageClassification
+
+        self.name = name
+        self.batch_size = int(options.get("batch_size", 8))
+        self.cuts = tuple(options.get("cuts") or AESTHETIC_CUTS)
+        self.device = device
+        self.dtype = torch.float32 if device == "cpu" else torch.bfloat16
+        try:
+            if options.get("embedded"):
+                source, revision = str(offline_scorers.ensure_aesthetic()), None
+            else:
+                source, revision = local_or_hub(options)
+            self.model = ViTForImageClassification.from_pretrained(
+                source, revision=revision, torch_dtype=self.dtype).to(device).eval()
+        except (OSError, ValueError, KeyError) as e:
+            raise load_error(name, f"the aesthetic classifier {options.get('path') or options.get('id')!r}", e,
+                             f"Point at a local copy with scorer.{name}.path=/dir (a folder with "
+                             "config.json and model.safetensors), or pick another mirror with "
+                             f"scorer.{name}.id=") from None
+        label2id = {v.lower(): int(k) for k, v in self.model.config.id2label.items()}
+        if "hq" not in label2id:
+            raise load_error(name, "the aesthetic classifier", ValueError(
+                f"its labels {sorted(label2id)} have no 'hq'"), "Use an aesthetic-shadow checkpoint.")
+        self.hq_index = label2id["hq"]
+        self.processor = make_processor(int(self.model.config.image_size))
+
+    def scores(self, images) -> np.ndarray:
+        import torch
+
+        out = []
+        for chunk in batches(images, self.batch_size):
+            pixels = self.processor(images=list(chunk), return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                logits = self.model(pixel_values=pixels.to(self.device, self.dtype)).logits
+            out.append(torch.softmax(logits.float(), dim=-1)[:, self.hq_index].cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def __call__(self, images, rows) -> dict[str, list]:
+        s = self.scores(images)
+        return {"aesthetic_score": [float(v) for v in s],
+                "aesthetic_tag": [aesthetic_tag(float(v), self.cuts) for v in s]}

@@ -1,0 +1,86 @@
+"""CLIP score with open_clip: `clip_score` = 100 * max(cos, 0) between the image and its
+CONTENT prompt (no special tags, preset tails or emphasis), plus the raw cosine and whether the
+text was truncated at CLIP's 77-token context. Optionally keeps float16 image embeddings
+(`clip_image_embedding`, raw bytes) for diversity analysis.
+
+Sources: an open_clip model name with a pretrained tag (`ViT-H-14` / `laion2b_s32b_b79k`), a
+local weights file (`pretrained: /path/open_clip_model.safetensors`), or `model: local-dir:/path`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import offline_scorers
+from .base import batches, load_error
+
+
+class ClipScorer:
+    kind = "clip"
+    version = "1"
+    higher_is_better = {"clip_score": True, "clip_cosine": True}
+
+    @staticmethod
+    def columns(options: dict) -> dict[str, str]:
+        cols = {"clip_score": "float32", "clip_cosine": "float32", "clip_truncated": "bool"}
+        if options.get("store_embeddings"):
+            cols["clip_image_embedding"] = "binary"
+        return cols
+
+    def __init__(self, name: str, options: dict, device: str):
+        import open_clip
+        import torch
+
+        self.name = name
+        self.device = device
+        self.batch_size = int(options.get("batch_size", 16))
+        self.store_embeddings = bool(options.get("store_embeddings"))
+        model_name, pretrained = options.get("model"), options.get("pretrained")
+        if options.get("embedded"):
+            pretrained = str(offline_scorers.ensure_tiny_clip())
+            model_name = offline_scorers.register_tiny_clip()
+        precision = "fp32" if device == "cpu" else "fp16"
+        try:
+            self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+                model_name, pretrained=pretrained, device=device, precision=precision)
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            raise load_error(name, f"open_clip model {model_name!r} with weights {pretrained!r}", e,
+                             f"Give local weights with scorer.{name}.pretrained=/path/to/file "
+                             f"or scorer.{name}.model=local-dir:/path/to/folder") from None
+        self.model.eval()
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.context = int(getattr(self.tokenizer, "context_length", 77))
+        self.dtype = next(self.model.parameters()).dtype
+        self._torch = torch
+
+    def truncated(self, text: str) -> bool:
+        encode = getattr(self.tokenizer, "encode", None)
+        if encode is not None:
+            return len(encode(text)) > self.context - 2
+        return bool(self.tokenizer([text])[0, -1] != 0)
+
+    def embed(self, images, texts) -> tuple[np.ndarray, np.ndarray]:
+        torch = self._torch
+        img_out, txt_out = [], []
+        for idx in batches(list(range(len(images))), self.batch_size):
+            pixels = torch.stack([self.preprocess(images[i].convert("RGB")) for i in idx])
+            tokens = self.tokenizer([texts[i] for i in idx])
+            with torch.inference_mode():
+                im = self.model.encode_image(pixels.to(self.device, self.dtype)).float()
+                tx = self.model.encode_text(tokens.to(self.device)).float()
+            img_out.append(torch.nn.functional.normalize(im, dim=-1).cpu().numpy())
+            txt_out.append(torch.nn.functional.normalize(tx, dim=-1).cpu().numpy())
+        return np.concatenate(img_out), np.concatenate(txt_out)
+
+    def __call__(self, images, rows) -> dict[str, list]:
+        texts = [r.get("content_prompt") or "" for r in rows]
+        img, txt = self.embed(images, texts)
+        cos = (img * txt).sum(axis=1)
+        out = {
+            "clip_cosine": [float(c) for c in cos],
+            "clip_score": [float(100 * max(c, 0.0)) for c in cos],
+            "clip_truncated": [self.truncated(t) for t in texts],
+        }
+        if self.store_embeddings:
+            out["clip_image_embedding"] = [e.astype(np.float16).tobytes() for e in img]
+        return out
