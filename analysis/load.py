@@ -18,10 +18,11 @@ class ResultsError(Exception):
     exit_code = 2
 
 
-def part_files(run_dir: Path | str) -> list[Path]:
-    """Result parts in write order (their names carry a sequence number)."""
-    results = Path(run_dir) / "results"
-    return sorted(results.glob("part-*.parquet")) if results.is_dir() else []
+def part_files(folder: Path | str) -> list[Path]:
+    """The parts of a folder (`results/`, `scores/<scorer>/`) in write order (their names carry a
+    sequence number)."""
+    folder = Path(folder)
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
 def _read(path: Path, columns: list[str] | None) -> pa.Table:
@@ -35,11 +36,11 @@ def _read(path: Path, columns: list[str] | None) -> pa.Table:
                            "the run directory and rerun the job to regenerate its tasks") from None
 
 
-def read_parts(run_dir: Path | str, columns: list[str] | None = None) -> pa.Table:
-    """All parts concatenated (schemas unified: parts from different sweeps may differ), with a
-    `_part` column giving each row's part number."""
+def read_parts(folder: Path | str, columns: list[str] | None = None) -> pa.Table:
+    """All parts of a folder concatenated (schemas unified: parts from different sweeps may
+    differ), with a `_part` column giving each row's part number."""
     tables = []
-    for i, path in enumerate(part_files(run_dir)):
+    for i, path in enumerate(part_files(folder)):
         t = _read(path, columns)
         tables.append(t.append_column("_part", pa.array([i] * t.num_rows, pa.int32())))
     if not tables:
@@ -50,7 +51,7 @@ def read_parts(run_dir: Path | str, columns: list[str] | None = None) -> pa.Tabl
 
 def done_ids(run_dir: Path | str) -> set[str]:
     """Task ids that finished (status ok or nan) in any part."""
-    t = read_parts(run_dir, ["task_id", "status"])
+    t = read_parts(Path(run_dir) / "results", ["task_id", "status"])
     if t.num_rows == 0:
         return set()
     mask = pc.is_in(t["status"], value_set=pa.array(DONE_STATUSES))
@@ -63,11 +64,32 @@ def load_run(run_dir: Path | str) -> pd.DataFrame:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run directory {run_dir} does not exist")
-    table = read_parts(run_dir)
-    df = table.to_pandas()
+    df = read_parts(run_dir / "results").to_pandas()
     if df.empty:
         return df.drop(columns=["_part"])
     df["_done"] = df["status"].isin(DONE_STATUSES)
     df = df.sort_values(["_done", "_part"], kind="stable")
     df = df.drop_duplicates("task_id", keep="last").sort_index()
-    return df.drop(columns=["_part", "_done"]).reset_index(drop=True)
+    df = df.drop(columns=["_part", "_done"]).reset_index(drop=True)
+    scores = run_dir / "scores"
+    for folder in sorted(p for p in scores.iterdir() if p.is_dir()) if scores.is_dir() else []:
+        df = merge_scores(df, folder)
+    return df
+
+
+def merge_scores(df: pd.DataFrame, folder: Path) -> pd.DataFrame:
+    """Overlay a rescoring's columns (`scores/<scorer>/`): its newest value per task replaces the
+    one written at generation time; tasks it has not scored keep theirs."""
+    table = read_parts(folder)
+    if table.num_rows == 0:
+        return df
+    s = table.to_pandas().drop_duplicates("task_id", keep="last").set_index("task_id")
+    s = s.drop(columns=[c for c in ("_part", "scorer_config") if c in s.columns])
+    present = df["task_id"].isin(s.index)
+    for col in s.columns:
+        mapped = df["task_id"].map(s[col])
+        if col in df.columns:
+            df.loc[present, col] = mapped[present]
+        else:
+            df[col] = mapped
+    return df

@@ -2,6 +2,7 @@
 plain data to the rest of the package.
 
     animagine-batch run jobs/demo.yaml [key=value ...] [--dry-run]
+    animagine-batch score RUN_DIR scorers=[clip,wd14] [scorer.clip.batch_size=32]
     animagine-batch table RUN_DIR --out results.parquet
 """
 
@@ -126,6 +127,28 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from .rescore import rescore
+    from .validation import parse_scorers
+
+    try:
+        settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings), resolve=True)
+    except (OmegaConfBaseException, ValueError) as e:
+        raise ConfigError(f"score: {e}") from None
+    unknown = sorted(set(settings) - {"scorers", "scorer", "device"})
+    if unknown:
+        raise ConfigError(f"score: unknown setting(s) {', '.join(unknown)}; allowed: "
+                          "scorers=[...], scorer.<name>.<option>=..., device=auto|cpu|cuda")
+    names = settings.get("scorers") or []
+    specs = parse_scorers(names if isinstance(names, list) else [names],
+                          settings.get("scorer"), group_configs("scorer"))
+    if not Path(args.run_dir).is_dir():
+        raise ConfigError(f"run directory {args.run_dir} does not exist")
+    counts = rescore(Path(args.run_dir), specs, str(settings.get("device", "auto")))
+    print(", ".join(f"{k}: {v:,} scored" for k, v in counts.items()))
+    return 0
+
+
 def cmd_table(args) -> int:
     from analysis import load_run
 
@@ -148,6 +171,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true",
                    help="print task and unit counts, axis levels and the first prompts; write nothing")
     r.set_defaults(func=cmd_run)
+    sc = sub.add_parser("score", help="re-score a run's images (writes scores/<scorer>/)")
+    sc.add_argument("run_dir")
+    sc.add_argument("settings", nargs="*",
+                    help="scorers=[clip,wd14] scorer.clip.batch_size=32 device=cuda")
+    sc.set_defaults(func=cmd_score)
     t = sub.add_parser("table", help="write a run's results table to .parquet or .csv")
     t.add_argument("run_dir")
     t.add_argument("--out", required=True)

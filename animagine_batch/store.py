@@ -143,7 +143,7 @@ class RunStore:
             for leftover in folder.glob(".tmp-*"):
                 leftover.unlink(missing_ok=True)
         atomic_write_bytes(self.run_dir / "job.yaml", job_yaml.encode())
-        numbers = [int(m.group(1)) for p in part_files(self.run_dir)
+        numbers = [int(m.group(1)) for p in part_files(self.results)
                    if (m := re.match(r"part-(\d+)", p.name))]
         self._seq = max(numbers, default=-1) + 1
 
@@ -169,10 +169,10 @@ class RunStore:
 
     def compact(self, min_parts: int = 16) -> None:
         """Merge many small parts into one (readers dedupe, so a crash here loses nothing)."""
-        parts = part_files(self.run_dir)
+        parts = part_files(self.results)
         if len(parts) < min_parts:
             return
-        table = read_parts(self.run_dir).drop_columns(["_part"])
+        table = read_parts(self.results).drop_columns(["_part"])
         atomic_write_table(self.results / f"part-{self._seq:06d}-compact.parquet", table)
         self._seq += 1
         for p in parts:

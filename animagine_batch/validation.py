@@ -163,6 +163,17 @@ def _parse_scorers(c: _Collector, names, overrides, configs: dict | None) -> tup
     return tuple(specs)
 
 
+def parse_scorers(names, overrides, configs: dict) -> tuple:
+    """Scorer specs for `animagine-batch score`, or a ConfigError listing the problems."""
+    c = _Collector()
+    specs = _parse_scorers(c, names, overrides, configs)
+    if not names:
+        c.add("scorers", f"name at least one scorer; allowed: {', '.join(sorted(configs))}")
+    if c.problems:
+        raise ConfigError(c.problems)
+    return specs
+
+
 def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path],
               scorer_configs: dict[str, dict] | None = None) -> JobSpec:
     """Typed, validated job from a composed config dict.

@@ -52,7 +52,7 @@ class AestheticScorer:
                 source, revision = local_or_hub(options)
             self.model = ViTForImageClassification.from_pretrained(
                 source, revision=revision, torch_dtype=self.dtype).to(device).eval()
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
             raise load_error(name, f"the aesthetic classifier {options.get('path') or options.get('id')!r}", e,
                              f"Point at a local copy with scorer.{name}.path=/dir (a folder with "
                              "config.json and model.safetensors), or pick another mirror with "

@@ -43,7 +43,7 @@ class ClipScorer:
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device, precision=precision)
-        except (OSError, RuntimeError, ValueError, KeyError) as e:
+        except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
             raise load_error(name, f"open_clip model {model_name!r} with weights {pretrained!r}", e,
                              f"Give local weights with scorer.{name}.pretrained=/path/to/file "
                              f"or scorer.{name}.model=local-dir:/path/to/folder") from None
