@@ -71,6 +71,7 @@ class RunnerSpec:
     name: str = "local"
     address: str | None = None
     workers: int = 1
+    threads: int | None = None  # torch CPU threads per worker (None: the worker's share of cores)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     dtype: str = "auto"  # auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
 

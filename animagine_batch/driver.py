@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -18,7 +17,6 @@ from . import prompts as P
 from . import store as S
 from . import sweep
 from .config import JobSpec
-from .errors import ConfigError
 from .runners import WorkerContext, make_runner
 from .scorers import registry
 
@@ -36,6 +34,8 @@ class Plan:
 def make_plan(spec: JobSpec, prompt_dirs: list[Path]) -> Plan:
     for m in spec.models.values():
         models.check_source(m)
+    for sc in spec.scorers:
+        registry.check(sc)
     identities = {name: models.identity(m) for name, m in spec.models.items()}
     prompt_set = P.load_prompt_set(spec.prompts, prompt_dirs)
     return Plan(spec, prompt_set, identities, sweep.expand(spec, prompt_set, identities))
@@ -132,15 +132,18 @@ def _summary(spec: JobSpec, out, seconds: float, generated: int, scores: list[st
 
 
 def run(plan: Plan, raw: dict, out=sys.stdout) -> int:
-    """Run (or resume) the job. Returns the number of images generated in this invocation."""
+    """Run (or resume) the job. Returns the number of images generated in this invocation.
+
+    The run directory is opened when the first unit's result arrives, so a model or scorer that
+    fails to load (locally or in a Ray worker) leaves no output behind.
+    """
     from tqdm import tqdm
 
     spec = plan.spec
     for w in long_prompt_warnings(plan.tasks):
         print(f"warning: {w}", file=out)
     S.check_writable(Path(spec.output.root))
-    existed = spec.run_dir.exists()
-    done = S.done_ids(spec.run_dir) if existed else set()
+    done = S.done_ids(spec.run_dir) if spec.run_dir.exists() else set()
     pending = [t for t in plan.tasks if t.task_id not in done]
     n_done = len(plan.tasks) - len(pending)
     if not pending:
@@ -149,33 +152,33 @@ def run(plan: Plan, raw: dict, out=sys.stdout) -> int:
     units = sweep.units(pending, spec.generation.batch_size)
     prov = provenance(spec, raw, plan.identities)
     scorer_columns = {k: v for sc in spec.scorers for k, v in registry.columns(sc).items()}
-    schema = S.results_schema(axis_types(spec), scorer_columns, prov)
+    store = S.RunStore(spec.run_dir, S.results_schema(axis_types(spec), scorer_columns, prov))
     ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
                         runner=spec.runner, png_compress_level=spec.output.png_compress_level,
                         scorers=spec.scorers)
-    runner = make_runner(spec.runner.name)
-    store = S.RunStore(spec.run_dir, schema)
-    print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units",
-          file=out)
-    written = 0
+    runner = make_runner(spec.runner.name, spec.runner.address)
+    print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units "
+          f"({spec.runner.name} runner)", file=out)
+    busy: dict[str, float] = {}
     try:
         runner.start(ctx, units[0].model)
-        store.open(yaml.safe_dump({"job": raw, "provenance": prov}, sort_keys=False,
-                                  allow_unicode=True))
         start = time.perf_counter()
         with tqdm(total=len(plan.tasks), initial=n_done, unit="img", dynamic_ncols=True,
                   desc=spec.name, file=sys.stderr) as bar:
             for result in runner.run(units):
+                if not busy:
+                    store.open(yaml.safe_dump({"job": raw, "provenance": prov},
+                                              sort_keys=False, allow_unicode=True))
                 store.write(result)
-                written += 1
+                busy[result.worker] = busy.get(result.worker, 0.0) + result.seconds
                 bar.update(len(result.rows))
-        store.compact(min_parts=64)
-        generated = sum(len(u.tasks) for u in units)
-        _summary(spec, out, time.perf_counter() - start, generated, score_columns(spec))
-        return generated
-    except ConfigError:
-        if not existed and written == 0:
-            shutil.rmtree(spec.run_dir, ignore_errors=True)
-        raise
+        wall = time.perf_counter() - start
     finally:
         runner.close()
+    store.compact(min_parts=64)
+    generated = sum(len(u.tasks) for u in units)
+    _summary(spec, out, wall, generated, score_columns(spec))
+    use = ", ".join(f"{w} {b / wall:.0%}" for w, b in sorted(busy.items())) if wall > 0 else ""
+    print(f"{generated / wall if wall > 0 else 0:.2f} images/s; worker utilisation "
+          f"(busy / wall): {use}", file=out)
+    return generated

@@ -6,7 +6,8 @@ import hashlib
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -23,6 +24,39 @@ class UnitResult:
     seconds: float
     worker: str = ""
     extra: dict = field(default_factory=dict)
+
+
+# Pipelines still alive in this process (weak references): a worker moving to another model must
+# have freed the previous one, which tests check through `live_pipelines()`.
+_PIPELINES: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def live_pipelines() -> int:
+    import gc
+
+    gc.collect()
+    return len(_PIPELINES)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower())
+
+
+def inject_fault(unit: Unit) -> None:
+    """Fault injection for testing runners end to end (also inside Ray workers), driven by the
+    environment: ANIMAGINE_BATCH_INJECT_FAULT="seed=7" raises in any unit holding seed 7;
+    "oom_above=1" raises an out-of-memory error in any unit of more than one image."""
+    spec = os.environ.get("ANIMAGINE_BATCH_INJECT_FAULT")
+    if not spec:
+        return
+    kind, _, value = spec.partition("=")
+    if kind == "seed" and any(t.seed == int(value) for t in unit.tasks):
+        raise RuntimeError(f"injected fault for seed {value}")
+    if kind == "oom_above" and len(unit.tasks) > int(value):
+        raise RuntimeError("CUDA out of memory (injected)")
 
 
 def resolve_device(runner: RunnerSpec):
@@ -77,6 +111,7 @@ class Generator:
         self.scorers = scorers
         self.device, self.dtype = resolve_device(runner)
         self.pipe = models.load_pipeline(model, self.device, self.dtype)
+        _PIPELINES.add(self.pipe)
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = models.model_hash(model, identity)
         self.model_name = models.display_name(model)
@@ -93,9 +128,29 @@ class Generator:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def _generate_splitting(self, unit: Unit) -> np.ndarray:
+        """Generate a unit; on out-of-memory, halve the batch and retry each half."""
+        try:
+            return self._generate(unit)
+        except Exception as e:  # noqa: BLE001
+            if not is_out_of_memory(e) or len(unit.tasks) == 1:
+                raise
+            self._free_cache()
+            half = len(unit.tasks) // 2
+            parts = [replace(unit, tasks=unit.tasks[:half]), replace(unit, tasks=unit.tasks[half:])]
+            return np.concatenate([self._generate_splitting(p) for p in parts])
+
+    @staticmethod
+    def _free_cache() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def _generate(self, unit: Unit) -> np.ndarray:
         import torch
 
+        inject_fault(unit)
         sampler = samplers.get(unit.sampler)
         self.pipe.scheduler = samplers.build_scheduler(sampler, self.base_scheduler_config)
         out = self.pipe(
@@ -117,7 +172,7 @@ class Generator:
             row["prompt_tokens"] = token_count(tok, t.prompt)
             row["worker"] = self.worker
         try:
-            images = self._generate(unit)
+            images = self._generate_splitting(unit)
         except Exception as e:  # noqa: BLE001 - one failing unit must not stop the job
             msg = f"{type(e).__name__}: {e}"
             for row in rows:
@@ -142,7 +197,13 @@ class Generator:
             row.update(status="ok", error=None, image_path=f"images/{t.task_id}.png",
                        image_sha256=hashlib.sha256(png).hexdigest())
             ok.append(i)
-        self._score(pixels, rows, ok)
+        try:
+            self._score(pixels, rows, ok)
+        except Exception as e:  # noqa: BLE001 - a scorer failing on one unit must not stop the job
+            for i in ok:
+                rows[i].update(status="error", error=f"scoring failed: {type(e).__name__}: {e}"[:2000],
+                               image_path=None, image_sha256=None)
+                pngs[i] = None
         return self._finish(unit, rows, pngs, start)
 
     def _score(self, pixels: np.ndarray, rows: list[dict], ok: list[int]) -> None:
@@ -161,4 +222,5 @@ class Generator:
         seconds = time.perf_counter() - start
         for row in rows:
             row["gen_seconds"] = seconds / len(rows)
-        return UnitResult(unit.unit_id, rows, pngs, seconds, self.worker)
+        return UnitResult(unit.unit_id, rows, pngs, seconds, self.worker,
+                          {"live_pipelines": len(_PIPELINES)})

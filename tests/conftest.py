@@ -13,14 +13,18 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 os.environ.setdefault("ANIMAGINE_BATCH_CACHE", str(REPO / ".pytest_cache" / "animagine-cache"))
+# Ray on loopback only: must be set before ray is imported anywhere (SPEC.md section 8)
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600):
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 600, env: dict | None = None):
     """Run the command line in a subprocess; returns CompletedProcess with text output."""
     import subprocess
 
     return subprocess.run([sys.executable, "-m", "animagine_batch.cli", *args], cwd=cwd or REPO,
-                          capture_output=True, text=True, timeout=timeout, env=os.environ.copy())
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +46,13 @@ def tiny_generator(tiny_dir):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """jobs/demo.yaml run once, in-process; many tests read it (never write to it)."""
+    """jobs/demo.yaml run once, in-process with the local runner (test_ray checks that the Ray
+    runner gives the same table); many tests read it (never write to it)."""
     from animagine_batch import cli
 
     root = tmp_path_factory.mktemp("demo-out")
-    assert cli.main(["run", str(REPO / "jobs" / "demo.yaml"), f"output.root={root}"]) == 0
+    assert cli.main(["run", str(REPO / "jobs" / "demo.yaml"), f"output.root={root}",
+                     "runner=local"]) == 0
     return root / "demo"
 
 
@@ -60,3 +66,16 @@ def compose():
                              list(overrides))[0]
 
     return _compose
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance (127.0.0.1) for the in-process Ray tests."""
+    import ray
+
+    ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+             num_cpus=2, runtime_env={"env_vars": {
+                 k: os.environ[k] for k in ("ANIMAGINE_BATCH_CACHE", "HF_HUB_OFFLINE")}})
+    assert ray.util.get_node_ip_address() == "127.0.0.1"
+    yield ray
+    ray.shutdown()

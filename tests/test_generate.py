@@ -102,3 +102,26 @@ def test_every_sampler_generates(tiny_generator, tasks):
         res = tiny_generator(unit([t]))
         assert res.rows[0]["status"] == "ok", (s.key, res.rows[0]["error"])
         assert res.rows[0]["sampler"] == s.name
+
+
+def test_out_of_memory_halves_the_batch(tiny_generator, tasks, monkeypatch):
+    calls = []
+    real = tiny_generator._generate
+
+    def fake(unit_):
+        calls.append(len(unit_.tasks))
+        if len(unit_.tasks) > 1:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(unit_)
+
+    monkeypatch.setattr(tiny_generator, "_generate", fake)
+    res = tiny_generator(unit(tasks[:4]))
+    assert calls == [4, 2, 1, 1, 2, 1, 1]
+    assert [r["status"] for r in res.rows] == ["ok"] * 4
+    monkeypatch.undo()
+    alone = tiny_generator(unit([tasks[2]]))
+    assert res.pngs[2] == alone.pngs[0]  # generated alone after the split: the same bytes
+    monkeypatch.setattr(tiny_generator, "_generate", lambda u: (_ for _ in ()).throw(
+        RuntimeError("CUDA out of memory")))
+    res = tiny_generator(unit(tasks[:2]))
+    assert [r["status"] for r in res.rows] == ["error"] * 2  # a single image that still fails

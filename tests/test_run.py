@@ -56,7 +56,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
 
 def test_sigkill_mid_run_then_rerun_completes_exactly_once(tmp_path):
     args = [sys.executable, "-m", "animagine_batch.cli", "run", "jobs/demo.yaml",
-            f"output.root={tmp_path}", "generation.batch_size=1", "sweep.seeds=4"]
+            f"output.root={tmp_path}", "generation.batch_size=1", "sweep.seeds=4", "runner=local"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=os.environ.copy())
     results = tmp_path / "demo" / "results"
@@ -95,7 +95,7 @@ def test_unwritable_output_root(tmp_path):
 
 
 def test_local_folder_source_matches_the_embedded_model(tmp_path, tiny_dir, demo_run):
-    r = run_cli("run", "jobs/demo.yaml", f"output.root={tmp_path}", f"model.path={tiny_dir}",
+    r = run_cli("run", "jobs/demo.yaml", f"output.root={tmp_path}", f"model.path={tiny_dir}", "runner=local",
                 "model.embedded=null", "sweep.grid={}", "generation.cfg=5.0", "sweep.seeds=[0]")
     assert r.returncode == 0, r.stderr
     df = load_run(tmp_path / "demo")

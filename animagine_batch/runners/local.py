@@ -31,6 +31,10 @@ class LocalRunner:
     def start(self, ctx: WorkerContext, first_model: str) -> None:
         """Scorers first (they are loaded once per worker), then the first pipeline."""
         self.ctx = ctx
+        if ctx.runner.threads:
+            import torch
+
+            torch.set_num_threads(int(ctx.runner.threads))
         device, _ = resolve_device(ctx.runner)
         self.scorers = tuple(registry.build(s, device) for s in ctx.scorers)
         self._use(first_model)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import offline_scorers
 from ..tags import AESTHETIC_CUTS, aesthetic_tag
-from .base import batches, load_error, local_or_hub
+from .base import batches, load_error, local_or_hub, require_cached
 
 # ViTImageProcessor settings of aesthetic-shadow-v2 (SPEC.md section 4)
 IMAGE_MEAN = [0.65463551, 0.60715182, 0.61108185]
@@ -36,6 +36,19 @@ class AestheticScorer:
     def columns(options: dict) -> dict[str, str]:
         return {"aesthetic_score": "float32", "aesthetic_tag": "string"}
 
+    @staticmethod
+    def hint(name: str) -> str:
+        return (f"Point at a local copy with scorer.{name}.path=/dir (a folder with config.json "
+                f"and model.safetensors), or pick another mirror with scorer.{name}.id=")
+
+    @classmethod
+    def check(cls, name: str, options: dict) -> None:
+        """Cheap check before any work: local weights exist, or hub weights are cached."""
+        if options.get("embedded") or options.get("path"):
+            return
+        require_cached(name, options["id"], ("config.json",), options.get("revision"),
+                       cls.hint(name))
+
     def __init__(self, name: str, options: dict, device: str):
         import torch
         from transformers import ViTForImageClassification
@@ -53,10 +66,9 @@ class AestheticScorer:
             self.model = ViTForImageClassification.from_pretrained(
                 source, revision=revision, torch_dtype=self.dtype).to(device).eval()
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
-            raise load_error(name, f"the aesthetic classifier {options.get('path') or options.get('id')!r}", e,
-                             f"Point at a local copy with scorer.{name}.path=/dir (a folder with "
-                             "config.json and model.safetensors), or pick another mirror with "
-                             f"scorer.{name}.id=") from None
+            raise load_error(name, "the aesthetic classifier "
+                             f"{options.get('path') or options.get('id')!r}", e,
+                             self.hint(name)) from None
         label2id = {v.lower(): int(k) for k, v in self.model.config.id2label.items()}
         if "hq" not in label2id:
             raise load_error(name, "the aesthetic classifier", ValueError(

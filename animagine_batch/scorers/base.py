@@ -27,3 +27,23 @@ def local_or_hub(options: dict) -> tuple[str, str | None]:
             raise FileNotFoundError(f"{p} does not exist")
         return str(p), None
     return str(options["id"]), options.get("revision")
+
+
+def offline() -> bool:
+    import os
+
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def require_cached(name: str, repo: str, filenames: tuple[str, ...], revision: str | None,
+                   hint: str) -> None:
+    """With the hub offline, one of `filenames` of `repo` must be in the local cache."""
+    if not offline():
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    for f in filenames:
+        if isinstance(try_to_load_from_cache(repo, f, revision=revision or "main"), str):
+            return
+    raise ConfigError(f"scorer {name!r}: {repo!r} (revision {revision or 'main'}) is not in the "
+                      f"local Hugging Face cache and the hub is offline (HF_HUB_OFFLINE=1). {hint}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import offline_scorers
-from .base import batches, load_error
+from .base import batches, load_error, require_cached
 
 
 class ClipScorer:
@@ -26,6 +26,27 @@ class ClipScorer:
         if options.get("store_embeddings"):
             cols["clip_image_embedding"] = "binary"
         return cols
+
+    @staticmethod
+    def hint(name: str) -> str:
+        return (f"Give local weights with scorer.{name}.pretrained=/path/to/file "
+                f"or scorer.{name}.model=local-dir:/path/to/folder")
+
+    @classmethod
+    def check(cls, name: str, options: dict) -> None:
+        """With the hub offline, a pretrained tag's weights must be cached."""
+        import open_clip
+
+        model, tag = str(options.get("model") or ""), options.get("pretrained")
+        if options.get("embedded") or not tag or model.startswith("local-dir:"):
+            return
+        if "/" in str(tag) or str(tag).endswith((".pt", ".bin", ".safetensors")):
+            return  # a file: checked when loaded
+        hub = (open_clip.get_pretrained_cfg(model, tag) or {}).get("hf_hub", "")
+        if hub:
+            repo = hub.rstrip("/")
+            require_cached(name, repo, ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+                           None, cls.hint(name))
 
     def __init__(self, name: str, options: dict, device: str):
         import open_clip
@@ -45,8 +66,7 @@ class ClipScorer:
                 model_name, pretrained=pretrained, device=device, precision=precision)
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
             raise load_error(name, f"open_clip model {model_name!r} with weights {pretrained!r}", e,
-                             f"Give local weights with scorer.{name}.pretrained=/path/to/file "
-                             f"or scorer.{name}.model=local-dir:/path/to/folder") from None
+                             self.hint(name)) from None
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.context = int(getattr(self.tokenizer, "context_length", 77))

@@ -5,7 +5,8 @@ offline stand-ins are configs of the same kinds (`tiny_clip` is kind `clip` with
 model), so they run through the same code as the real scorers.
 
 A scorer class has `kind`, `version`, `higher_is_better` (column -> bool), `columns(options)`
-(column -> Arrow type name), an `__init__(name, options, device)` that loads weights once, and
+(column -> Arrow type name), `check(name, options)` (cheap availability check before any work),
+an `__init__(name, options, device)` that loads weights once, and
 `__call__(images, rows) -> {column: list}` over a batch of PIL images and their result rows.
 """
 
@@ -48,6 +49,11 @@ def scorer_class(kind: str):
 
 def columns(spec: ScorerSpec) -> dict[str, str]:
     return scorer_class(spec.kind).columns(spec.options)
+
+
+def check(spec: ScorerSpec) -> None:
+    """Cheap availability check before any work (raises ConfigError naming the scorer)."""
+    scorer_class(spec.kind).check(spec.name, spec.options)
 
 
 def build(spec: ScorerSpec, device: str):

@@ -17,7 +17,7 @@ from PIL import Image
 
 from .. import offline_scorers
 from ..tags import normalise_tag, split_tags, strip_emphasis
-from .base import batches, load_error
+from .base import batches, load_error, require_cached
 
 RATINGS = ("general", "sensitive", "questionable", "explicit")
 
@@ -69,6 +69,18 @@ class WD14Scorer:
                 "wd14_character_hit": "bool", "wd14_rating": "string",
                 "wd14_rating_match": "bool", "wd14_tags": "list<string>"}
 
+    @staticmethod
+    def hint(name: str) -> str:
+        return (f"Point at a local folder holding model.onnx and selected_tags.csv with "
+                f"scorer.{name}.path=/dir")
+
+    @classmethod
+    def check(cls, name: str, options: dict) -> None:
+        if options.get("embedded") or options.get("path"):
+            return
+        require_cached(name, options["id"], ("model.onnx",), options.get("revision"),
+                       cls.hint(name))
+
     def __init__(self, name: str, options: dict, device: str):
         import onnxruntime as ort
 
@@ -85,8 +97,7 @@ class WD14Scorer:
             self.tags, self.categories = self._read_tags(folder / "selected_tags.csv")
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
             raise load_error(name, f"the WD tagger {options.get('path') or options.get('id')!r}", e,
-                             f"Point at a local folder holding model.onnx and selected_tags.csv "
-                             f"with scorer.{name}.path=/dir") from None
+                             self.hint(name)) from None
         shape = self.session.get_inputs()[0].shape  # [batch, H, W, 3]
         self.size = int(shape[1]) if isinstance(shape[1], int) else 448
         self.input_name = self.session.get_inputs()[0].name

@@ -1,0 +1,186 @@
+"""The Ray runner: same rows and bytes as the local runner, clusters, faults, model switching."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis import load_run
+from animagine_batch import cli, driver, sweep
+from animagine_batch.generate import live_pipelines
+from animagine_batch.runners import WorkerContext, make_runner
+from conftest import REPO, run_cli
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+VOLATILE = ["worker", "gen_seconds"]
+
+
+def comparable(df: pd.DataFrame) -> pd.DataFrame:
+    return df.drop(columns=VOLATILE).sort_values("task_id").reset_index(drop=True)
+
+
+def test_ray_gives_the_same_table_and_bytes_as_local(ray_session, tmp_path):
+    """CPU image bytes depend on torch's thread count, so both runners pin one thread each."""
+    common = ["jobs/demo.yaml", "runner.threads=1"]
+    assert cli.main(["run", *common, f"output.root={tmp_path / 'l'}"]) == 0
+    assert cli.main(["run", *common, f"output.root={tmp_path / 'r'}", "runner=ray",
+                     "runner.workers=2"]) == 0
+    ray_df, local_df = load_run(tmp_path / "r" / "demo"), load_run(tmp_path / "l" / "demo")
+    assert ray_df.worker.nunique() == 2 and local_df.worker.nunique() == 1
+    pd.testing.assert_frame_equal(comparable(ray_df), comparable(local_df))
+    for rel in local_df.image_path:
+        assert (tmp_path / "r" / "demo" / rel).read_bytes() == \
+            (tmp_path / "l" / "demo" / rel).read_bytes()
+
+
+@pytest.mark.parametrize("runner_name", ["local", "ray"])
+def test_three_models_never_more_than_one_pipeline_per_worker(ray_session, runner_name):
+    spec, raw, dirs = cli.load_spec(str(REPO / "jobs" / "demo.yaml"), [
+        "sweep.grid={model:[tiny,tiny_b,tiny_c]}", "sweep.seeds=2", "scorers=[]", "runner=" + runner_name])
+    plan = driver.make_plan(spec, dirs)
+    units = sweep.units(plan.tasks, 2)
+    assert [u.model for u in units] == ["tiny"] * 3 + ["tiny_b"] * 3 + ["tiny_c"] * 3
+    ctx = WorkerContext(spec.name, spec.models, plan.identities, spec.runner)
+    # pipelines other fixtures hold in this process (the local runner runs in-process)
+    baseline = live_pipelines() if runner_name == "local" else 0
+    runner = make_runner(runner_name)
+    runner.start(ctx, units[0].model)
+    try:
+        results = list(runner.run(units))
+    finally:
+        runner.close()
+    assert len(results) == 9
+    assert max(r.extra["live_pipelines"] for r in results) - baseline == 1
+    assert {r.rows[0]["model"] for r in results} == {"embedded/tiny-sdxl", "embedded/tiny-sdxl-b",
+                                                    "embedded/tiny-sdxl-c"}
+
+
+def test_failing_task_becomes_error_rows_and_oom_halves_the_batch(ray_session, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("ANIMAGINE_BATCH_INJECT_FAULT", "seed=1")
+    ray_session.shutdown()  # workers read the fault variable from a fresh runtime env
+    try:
+        r = run_cli("run", "jobs/demo.yaml", f"output.root={tmp_path / 'a'}", "runner=ray",
+                    "scorers=[]", "generation.batch_size=1")
+        assert r.returncode == 0, r.stderr
+        df = load_run(tmp_path / "a" / "demo")
+        assert len(df) == 24 and set(df[df.status == "error"].seed) == {1}
+        assert (df[df.status == "error"].error == "RuntimeError: injected fault for seed 1").all()
+        assert (df[df.seed == 0].status == "ok").all() and (df.status == "error").sum() == 12
+        r = run_cli("run", "jobs/demo.yaml", f"output.root={tmp_path / 'b'}", "runner=ray",
+                    "scorers=[]", "generation.batch_size=4", env={
+                        "ANIMAGINE_BATCH_INJECT_FAULT": "oom_above=1"})
+        assert r.returncode == 0, r.stderr
+        halved = load_run(tmp_path / "b" / "demo")
+        assert (halved.status == "ok").all() and len(halved) == 24
+    finally:
+        monkeypatch.delenv("ANIMAGINE_BATCH_INJECT_FAULT")
+        ray_session.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                         num_cpus=2)
+
+
+def _worker_pids() -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"MapWorker" in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def test_killed_worker_has_its_unit_retried(tmp_path):
+    args = [sys.executable, "-m", "animagine_batch.cli", "run", "jobs/demo.yaml",
+            f"output.root={tmp_path}", "runner=ray", "generation.batch_size=1", "scorers=[]"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=os.environ.copy())
+    results = tmp_path / "demo" / "results"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(results.glob("part-*"))) < 3:
+        time.sleep(0.05)
+    pids = _worker_pids()
+    assert pids, "no Ray worker process found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    df = load_run(tmp_path / "demo")
+    assert len(df) == 24 == df.task_id.nunique() and (df.status == "ok").all()
+    assert len(list(results.glob("part-*"))) == 24  # every unit written exactly once
+    assert "worker utilisation" in out
+
+
+def test_killed_driver_resumes(tmp_path):
+    args = [sys.executable, "-m", "animagine_batch.cli", "run", "jobs/demo.yaml",
+            f"output.root={tmp_path}", "runner=ray", "generation.batch_size=1", "scorers=[]"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=os.environ.copy(), start_new_session=True)
+    results = tmp_path / "demo" / "results"
+    deadline = time.time() + 180
+    while time.time() < deadline and len(list(results.glob("part-*"))) < 3:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = len(load_run(tmp_path / "demo"))
+    assert 3 <= partial < 24
+    r = run_cli("run", "jobs/demo.yaml", f"output.root={tmp_path}", "runner=ray",
+                "generation.batch_size=1", "scorers=[]")
+    assert r.returncode == 0, r.stderr
+    assert f"{partial} done, {24 - partial} to do" in r.stdout
+    df = load_run(tmp_path / "demo")
+    assert len(df) == 24 == df.task_id.nunique() and (df.status == "ok").all()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_job_through_an_existing_head_node(tmp_path, demo_run):
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")  # short: Unix socket paths
+    ray_bin = Path(sys.executable).parent / "ray"
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    head = subprocess.Popen(
+        [str(ray_bin), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+         f"--temp-dir={temp_dir}", "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait until the head's GCS accepts connections
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        time.sleep(5)
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+        env["RAY_AUTH_MODE"] = "token"  # `ray start` turns token authentication on
+        r = subprocess.run([sys.executable, "-m", "animagine_batch.cli", "run", "jobs/demo.yaml",
+                            f"output.root={tmp_path / 'out'}", "runner=ray",
+                            f"runner.address=127.0.0.1:{port}", "sweep.seeds=[0]"],
+                           cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+        assert r.returncode == 0, r.stderr[-3000:]
+        df = load_run(tmp_path / "out" / "demo")
+        ref = load_run(demo_run)
+        ref = ref[ref.seed == 0]
+        assert len(df) == 12 and (df.status == "ok").all()
+        pd.testing.assert_frame_equal(comparable(df), comparable(ref))
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
