@@ -4,6 +4,10 @@ plain data to the rest of the package.
     animagine-batch run jobs/demo.yaml [key=value ...] [--dry-run]
     animagine-batch score RUN_DIR scorers=[clip,wd14] [scorer.clip.batch_size=32]
     animagine-batch table RUN_DIR --out results.parquet
+    animagine-batch compare RUN_DIR [--by AXIS] [--metric M ...] [--reference LEVEL]
+    animagine-batch regress BASELINE CANDIDATE [--metric M] [--margin X] [--ignore AXIS]
+    animagine-batch grid RUN_DIR --x AXIS [--y AXIS] [--z AXIS] [--where EXPR]
+    animagine-batch report RUN_DIR [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -149,19 +153,6 @@ def cmd_score(args) -> int:
     return 0
 
 
-def cmd_table(args) -> int:
-    from analysis import load_run
-
-    df = load_run(args.run_dir)
-    out = Path(args.out)
-    if out.suffix == ".csv":
-        df.to_csv(out, index=False)
-    else:
-        df.to_parquet(out, index=False)
-    print(f"{len(df):,} rows -> {out}")
-    return 0
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="animagine-batch", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -176,10 +167,9 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("settings", nargs="*",
                     help="scorers=[clip,wd14] scorer.clip.batch_size=32 device=cuda")
     sc.set_defaults(func=cmd_score)
-    t = sub.add_parser("table", help="write a run's results table to .parquet or .csv")
-    t.add_argument("run_dir")
-    t.add_argument("--out", required=True)
-    t.set_defaults(func=cmd_table)
+    from .analysis_cli import add_parsers
+
+    add_parsers(sub)
     return p
 
 

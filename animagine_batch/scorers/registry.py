@@ -66,5 +66,6 @@ def describe(spec: ScorerSpec) -> dict:
     cls = scorer_class(spec.kind)
     opts = spec.options
     return {"kind": spec.kind, "version": cls.version, "licence": opts.get("licence"),
+            "higher_is_better": dict(cls.higher_is_better),
             **{k: opts.get(k) for k in ("id", "revision", "path", "model", "pretrained", "embedded")
                if opts.get(k) is not None}}

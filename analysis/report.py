@@ -1,0 +1,150 @@
+"""Static HTML report of a run (jinja2): summary, effect tables with CIs, plots, image grids and,
+against a baseline run, the regression table and the worst regressions side by side.
+
+The report folder is written next to the results (`<run>/report/index.html`), built in a
+temporary folder and renamed into place; it opens from disk without a server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup, escape
+import numpy as np
+import pandas as pd
+
+from . import plots
+from .compare import (_numeric, directions, interaction, job_axes, marginal_effects,
+                      metric_columns, regress)
+from .grid import make_grids
+from .load import load_run
+
+TEMPLATES = Path(__file__).parent / "templates"
+EFFECT_COLUMNS = ["axis", "level", "reference", "metric", "n_pairs", "mean_reference", "mean_level",
+                  "mean_diff", "ci_low", "ci_high", "win_rate", "p_holm", "verdict"]
+REGRESS_COLUMNS = ["scope", "level", "metric", "n_pairs", "mean_baseline", "mean_candidate",
+                   "delta", "ci_low", "ci_high", "win_rate", "verdict"]
+
+
+def html_table(df: pd.DataFrame, columns: list[str]) -> str:
+    def cell(v):
+        if isinstance(v, (float, np.floating)):
+            return f"{v:.4g}" if np.isfinite(v) else ""
+        return escape(str(v))
+
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = []
+    for _, r in df[columns].iterrows():
+        css = r.get("verdict", "")
+        css = css if isinstance(css, str) else ""
+        body.append(f'<tr class="{css}">' + "".join(f"<td>{cell(r[c])}</td>" for c in columns)
+                    + "</tr>")
+    return Markup(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+
+
+def _numeric_axes(df: pd.DataFrame, axes: list[str]) -> list[str]:
+    cols = [a for a in axes if a in df.columns] + [c for c in ("cfg", "steps") if c not in axes]
+    return [c for c in dict.fromkeys(cols) if c in df.columns and df[c].nunique() > 1
+            and pd.api.types.is_numeric_dtype(df[c])]
+
+
+def build_report(run_dir: Path | str, baseline: Path | str | None = None,
+                 metrics: list[str] | None = None, worst: int = 6) -> Path:
+    run_dir = Path(run_dir)
+    df = load_run(run_dir)
+    axes = job_axes(run_dir)
+    dirs = directions(run_dir)
+    metrics = metrics or metric_columns(df, dirs)
+    ok = df[df["status"] == "ok"]
+    target = run_dir / "report"
+    work = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:
+        ctx = _content(run_dir, df, ok, axes, dirs, metrics, work)
+        if baseline is not None:
+            ctx.update(_baseline(Path(baseline), df, axes, dirs, metrics, work, worst))
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
+                                 autoescape=jinja2.select_autoescape(["html", "j2"]))
+        html = env.get_template("report.html.j2").render(**ctx)
+        (work / "index.html").write_text(html, encoding="utf-8")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target / "index.html"
+
+
+def _content(run_dir, df, ok, axes, dirs, metrics, work: Path) -> dict:
+    first = next((a for a in axes if a in df.columns and df[a].nunique() > 1), None)
+    counts = df["status"].value_counts().to_dict()
+    summary = [("run directory", str(run_dir)), ("job", ", ".join(map(str, df["job"].unique()))),
+               ("models", ", ".join(map(str, df["model"].unique()))),
+               ("images", f"{len(df):,} (" + ", ".join(f"{k} {v:,}" for k, v in counts.items())
+                + ")"),
+               ("prompts", f"{df['prompt_key'].nunique():,}"), ("seeds", f"{df['seed'].nunique():,}"),
+               ("axes", ", ".join(f"{a} ({df[a].nunique()})" for a in axes if a in df.columns)),
+               ("metrics", ", ".join(metrics) or "(none: the run has no scores)")]
+    for m in metrics:
+        summary.append((f"mean {m}", f"{_numeric(ok[m]).mean():.4g}"))
+    ctx: dict = {"title": f"animagine-batch report: {df['job'].iloc[0] if len(df) else run_dir.name}",
+                 "subtitle": str(run_dir), "summary": summary, "figures": [], "grids": [],
+                 "interactions": [], "effects": ""}
+    effects = marginal_effects(df, metrics, dirs, axes, run_dir) if metrics else pd.DataFrame()
+    if not effects.empty:
+        ctx["effects"] = html_table(effects, EFFECT_COLUMNS)
+    numeric = _numeric_axes(ok, axes)
+    figs = work / "figures"
+    figs.mkdir()
+    for a, b in itertools.combinations(numeric, 2):
+        if metrics:
+            table = interaction(df, a, b, metrics[0])
+            img = plots.heatmap(table, metrics[0], figs / f"heatmap_{a}_{b}.png")
+            ctx["interactions"].append({"title": f"{a} x {b} ({metrics[0]})",
+                                        "table": Markup(table.round(4).to_html()),
+                                        "image": f"figures/{img.name}"})
+    for axis in numeric:
+        for m in metrics[:3]:
+            p = plots.metric_vs(ok.assign(**{m: _numeric(ok[m])}), axis, m,
+                                figs / f"{m}_vs_{axis}.png")
+            ctx["figures"].append({"src": f"figures/{p.name}", "alt": f"{m} against {axis}"})
+    if "aesthetic_tag" in ok.columns and first:
+        p = plots.tag_distribution(ok, first, figs / f"aesthetic_tags_by_{first}.png")
+        ctx["figures"].append({"src": f"figures/{p.name}", "alt": "aesthetic tags"})
+    for m in metrics[:4]:
+        p = plots.histogram(ok, m, figs / f"hist_{m}.png", by=first)
+        ctx["figures"].append({"src": f"figures/{p.name}", "alt": f"histogram of {m}"})
+    if first and len(ok):
+        for path in make_grids(run_dir, df, axes, first, out_dir=work / "grids", cell=160):
+            ctx["grids"].append({"src": f"grids/{path.name}",
+                                 "caption": f"{first} across seeds ({path.stem})"})
+    return ctx
+
+
+def _baseline(baseline: Path, df, axes, dirs, metrics, work: Path, worst: int) -> dict:
+    base = load_run(baseline)
+    axes = list(dict.fromkeys(axes + job_axes(baseline)))
+    table = regress(base, df, metrics, dirs, axes)
+    out = {"baseline": str(baseline), "regression": html_table(table, REGRESS_COLUMNS),
+           "worst": [], "worst_metric": metrics[0] if metrics else ""}
+    if not metrics:
+        return out
+    m = metrics[0]
+    key = [c for c in ("prompt", "negative_prompt", "seed", "sampler", "steps", "cfg", "width",
+                       "height") if c in base.columns and c in df.columns]
+    pairs = base[base.status == "ok"].merge(df[df.status == "ok"], on=key, suffixes=("_b", "_c"))
+    sign = 1 if dirs.get(m, True) else -1
+    pairs = pairs.assign(_d=sign * (_numeric(pairs[f"{m}_c"]) - _numeric(pairs[f"{m}_b"])))
+    report_dir = work.parent / "report"
+    for _, r in pairs.nsmallest(worst, "_d").iterrows():
+        out["worst"].append({
+            "base": os.path.relpath(baseline / r["image_path_b"], report_dir),
+            "cand": os.path.relpath(work.parent / r["image_path_c"], report_dir),
+            "caption": f"{r.get('prompt_key_b', '')} seed {r['seed']}: {m} "
+                       f"{_numeric(pd.Series([r[f'{m}_b']]))[0]:.3g} -> "
+                       f"{_numeric(pd.Series([r[f'{m}_c']]))[0]:.3g}"})
+    return out

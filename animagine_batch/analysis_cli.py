@@ -1,0 +1,173 @@
+"""Subcommands over result tables: table, compare, regress, grid, report (no Hydra, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import ResultsError, load_run
+
+SHOW = ["axis", "level", "reference", "metric", "n_pairs", "mean_reference", "mean_level",
+        "mean_diff", "ci_low", "ci_high", "win_rate", "p_holm", "verdict"]
+
+
+def _run(path: str) -> Path:
+    p = Path(path)
+    if not (p / "results").is_dir():
+        raise ResultsError(f"{p} is not a run directory (no results/ folder)")
+    return p
+
+
+def write_table(df: pd.DataFrame, out: str) -> None:
+    """CSV, Parquet or Markdown by the file's suffix."""
+    path = Path(out)
+    if path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif path.suffix == ".parquet":
+        df.to_parquet(path, index=False)
+    elif path.suffix in (".md", ".markdown"):
+        path.write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
+    else:
+        raise ResultsError(f"--out {out}: use a .csv, .parquet or .md file")
+    print(f"{len(df):,} rows -> {path}")
+
+
+def show(df: pd.DataFrame, columns: list[str]) -> str:
+    cols = [c for c in columns if c in df.columns]
+    return df[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def cmd_table(args) -> int:
+    df = load_run(args.run_dir)
+    out = Path(args.out)
+    if out.suffix == ".csv":
+        df.drop(columns=[c for c in df.columns if df[c].dtype == object and len(df)
+                         and isinstance(df[c].iloc[0], bytes)]).to_csv(out, index=False)
+    else:
+        df.to_parquet(out, index=False)
+    print(f"{len(df):,} rows -> {out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from analysis.compare import (compare, directions, interaction, job_axes,
+                                  marginal_effects, metric_columns)
+
+    run = _run(args.run_dir)
+    df, axes, dirs = load_run(run), job_axes(run), directions(run)
+    metrics = args.metric or metric_columns(df, dirs)
+    if not metrics:
+        raise ResultsError(f"{run} has no score columns; name one with --metric")
+    if args.by:
+        from analysis.compare import axis_levels
+
+        table = compare(df, args.by, metrics, dirs, axes, args.reference,
+                        axis_levels(run, args.by))
+    else:
+        table = marginal_effects(df, metrics, dirs, axes, run)
+    print(show(table, SHOW) if not table.empty else "nothing to compare: no axis has two levels")
+    if args.interaction:
+        a, b = args.interaction
+        inter = interaction(df, a, b, metrics[0])
+        print(f"\n{metrics[0]} by {a} x {b}:\n{inter.to_string(float_format=lambda v: f'{v:.4g}')}")
+        if args.heatmap:
+            from analysis import plots
+
+            plots.heatmap(inter, metrics[0], Path(args.heatmap))
+            print(f"heatmap -> {args.heatmap}")
+    if args.out:
+        write_table(table, args.out)
+    return 0
+
+
+def cmd_regress(args) -> int:
+    from analysis.compare import directions, job_axes, metric_columns, regress
+
+    base, cand = _run(args.baseline), _run(args.candidate)
+    bdf, cdf = load_run(base), load_run(cand)
+    dirs = {**directions(base), **directions(cand)}
+    metrics = args.metric or metric_columns(cdf, dirs)
+    if not metrics:
+        raise ResultsError(f"{cand} has no score columns; name one with --metric")
+    missing = [m for m in metrics if m not in bdf.columns or m not in cdf.columns]
+    if missing:
+        raise ResultsError(f"--metric {', '.join(missing)}: not in both runs")
+    axes = [a for a in dict.fromkeys(job_axes(base) + job_axes(cand)) if a not in args.ignore]
+    table = regress(bdf, cdf, metrics, dirs, axes, args.margin, args.ignore)
+    print(show(table, ["scope", "level", "metric", "n_pairs", "mean_baseline", "mean_candidate",
+                       "delta", "ci_low", "ci_high", "win_rate", "verdict"]))
+    if args.out:
+        write_table(table, args.out)
+    overall = table[table["scope"] == "all"]
+    bad = overall[overall["verdict"] == "regressed"]
+    print(f"verdict: {'REGRESSED on ' + ', '.join(bad.metric) if len(bad) else 'no regression'}"
+          f" (margin {args.margin})")
+    return 1 if len(bad) else 0
+
+
+def cmd_grid(args) -> int:
+    from analysis.compare import job_axes
+    from analysis.grid import make_grids
+
+    run = _run(args.run_dir)
+    paths = make_grids(run, load_run(run), job_axes(run), args.x, args.y, args.z, args.where,
+                       args.out, args.cell)
+    for p in paths:
+        print(p)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from analysis.report import build_report
+
+    run = _run(args.run_dir)
+    baseline = _run(args.baseline) if args.baseline else None
+    print(build_report(run, baseline, args.metric or None))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    t = sub.add_parser("table", help="write a run's results table to .parquet or .csv")
+    t.add_argument("run_dir")
+    t.add_argument("--out", required=True)
+    t.set_defaults(func=cmd_table)
+
+    c = sub.add_parser("compare", help="paired comparison of the levels of an axis (or all axes)")
+    c.add_argument("run_dir")
+    c.add_argument("--by", help="the axis to compare (default: every axis)")
+    c.add_argument("--metric", action="append", help="score column (repeatable; default: all)")
+    c.add_argument("--reference", help="reference level (default: the axis's first level)")
+    c.add_argument("--interaction", nargs=2, metavar=("A", "B"),
+                   help="also print the mean of the first metric over the A x B grid")
+    c.add_argument("--heatmap", help="with --interaction: write a heatmap PNG")
+    c.add_argument("--out", help="write the table to .csv, .parquet or .md")
+    c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("regress", help="candidate run against a baseline run (exit 1 on regression)")
+    r.add_argument("baseline")
+    r.add_argument("candidate")
+    r.add_argument("--metric", action="append", help="score column (repeatable; default: all)")
+    r.add_argument("--margin", type=float, default=0.0,
+                   help="tolerated drop: regressed only when the CI lies beyond it")
+    r.add_argument("--ignore", action="append", default=[],
+                   help="a field allowed to differ between matched tasks (repeatable)")
+    r.add_argument("--out", help="write the table to .csv, .parquet or .md")
+    r.set_defaults(func=cmd_regress)
+
+    g = sub.add_parser("grid", help="labelled image grids from the saved PNGs, seeds matched")
+    g.add_argument("run_dir")
+    g.add_argument("--x", required=True)
+    g.add_argument("--y")
+    g.add_argument("--z")
+    g.add_argument("--where", help="pandas query over the results table, e.g. \"prompt_key == 'miku'\"")
+    g.add_argument("--out", help="folder for the grid PNGs (default: RUN/grids)")
+    g.add_argument("--cell", type=int, default=256, help="cell size in pixels")
+    g.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("report", help="static HTML report (RUN/report/index.html)")
+    p.add_argument("run_dir")
+    p.add_argument("--baseline", help="a baseline run: adds the regression section")
+    p.add_argument("--metric", action="append")
+    p.set_defaults(func=cmd_report)
+
