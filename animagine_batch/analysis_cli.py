@@ -1,4 +1,5 @@
-"""Subcommands over result tables: table, compare, regress, grid, report (no Hydra, no torch)."""
+"""Subcommands over result tables: table, compare, regress, grid, report, export (no Hydra, no
+torch)."""
 
 from __future__ import annotations
 
@@ -127,6 +128,16 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .export import export
+
+    run = _run(args.run_dir)
+    n = export(run, args.format, Path(args.out), args.where, args.min_aesthetic, args.dedupe,
+               args.dedupe_threshold, args.caption_source, args.overwrite)
+    print(f"{n:,} images exported ({args.format}) -> {args.out}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     t = sub.add_parser("table", help="write a run's results table to .parquet or .csv")
     t.add_argument("run_dir")
@@ -164,6 +175,21 @@ def add_parsers(sub) -> None:
     g.add_argument("--out", help="folder for the grid PNGs (default: RUN/grids)")
     g.add_argument("--cell", type=int, default=256, help="cell size in pixels")
     g.set_defaults(func=cmd_grid)
+
+    e = sub.add_parser("export", help="filtered, captioned dataset export (kohya or hf-parquet)")
+    e.add_argument("run_dir")
+    e.add_argument("--format", required=True, choices=["kohya", "hf-parquet"])
+    e.add_argument("--out", required=True, help="target folder (must be empty unless --overwrite)")
+    e.add_argument("--where", help="pandas query over the results table")
+    e.add_argument("--min-aesthetic", type=float, help="keep images with aesthetic_score >= X")
+    e.add_argument("--dedupe", action="store_true",
+                   help="also drop near-duplicates by CLIP image-embedding cosine")
+    e.add_argument("--dedupe-threshold", type=float, default=0.95,
+                   help="cosine above which two images are near-duplicates (default 0.95)")
+    e.add_argument("--caption-source", default="prompt", choices=["prompt", "wd14"],
+                   help="general tags from the prompt, or from the WD tagger's tags")
+    e.add_argument("--overwrite", action="store_true", help="replace a non-empty target")
+    e.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="static HTML report (RUN/report/index.html)")
     p.add_argument("run_dir")
