@@ -57,6 +57,8 @@ class SweepSpec:
     grid: tuple[tuple[str, tuple], ...] = ()
     zip: tuple[tuple[str, tuple], ...] = ()
     seeds: tuple[int, ...] = (0,)
+    sample: int | None = None  # a seeded random subset of this many tasks, or all of them
+    sample_seed: int = 0
 
     @property
     def axes(self) -> tuple[str, ...]:
@@ -115,7 +117,8 @@ def parse_size(value) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def count_tasks(n_prompts: int, sweep: SweepSpec) -> int:
+def count_tasks(n_prompts: int, sweep: SweepSpec, sampled: bool = True) -> int:
     grid = math.prod(len(v) for _, v in sweep.grid)
     zipped = len(sweep.zip[0][1]) if sweep.zip else 1
-    return n_prompts * grid * zipped * len(sweep.seeds)
+    total = n_prompts * grid * zipped * len(sweep.seeds)
+    return min(total, sweep.sample) if sampled and sweep.sample else total

@@ -16,7 +16,7 @@ from . import __version__, models, offline
 from . import prompts as P
 from . import store as S
 from . import sweep
-from .config import JobSpec
+from .config import JobSpec, count_tasks
 from .runners import WorkerContext, make_runner
 from .scorers import registry
 
@@ -93,7 +93,11 @@ def dry_run(plan: Plan, out=sys.stdout) -> None:
           f"{spec.generation.batch_size}; run directory {spec.run_dir}", file=out)
     print(f"  prompts: {plan.prompt_set.name} ({len(plan.prompt_set.entries)} entries)", file=out)
     for axis in spec.sweep.axes:
-        print(f"  axis {axis}: {', '.join(map(str, spec.sweep.levels(axis)))}", file=out)
+        print(f"  axis {axis}: {' | '.join(map(str, spec.sweep.levels(axis)))}", file=out)
+    if spec.sweep.sample:
+        full = count_tasks(len(plan.prompt_set.entries), spec.sweep, sampled=False)
+        print(f"  sample: {len(plan.tasks):,} of the sweep's {full:,} tasks, drawn with seed "
+              f"{spec.sweep.sample_seed}", file=out)
     print(f"  seeds: {', '.join(map(str, spec.sweep.seeds[:10]))}"
           + (" ..." if len(spec.sweep.seeds) > 10 else ""), file=out)
     shown: dict[tuple, sweep.Task] = {}

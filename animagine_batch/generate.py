@@ -7,7 +7,7 @@ import os
 import socket
 import time
 import weakref
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -137,7 +137,7 @@ class Generator:
                 raise
             self._free_cache()
             half = len(unit.tasks) // 2
-            parts = [replace(unit, tasks=unit.tasks[:half]), replace(unit, tasks=unit.tasks[half:])]
+            parts = [unit._replace(tasks=unit.tasks[:half]), unit._replace(tasks=unit.tasks[half:])]
             return np.concatenate([self._generate_splitting(p) for p in parts])
 
     @staticmethod

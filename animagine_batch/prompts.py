@@ -50,6 +50,7 @@ class PromptOptions:
     preset: str = "none"
     style: str = "none"
     negative: str = "recommended"
+    tags: str = "none"  # extra general tags after the entry's own (comma-separated), or none
 
 
 PROMPT_FIELDS = tuple(PromptOptions.__dataclass_fields__)
@@ -121,6 +122,8 @@ def build(entry: PromptEntry, opts: PromptOptions) -> BuiltPrompt:
     style negative, quality-preset negative, the job's negative, empty parts skipped.
     """
     content = entry.content_tags()
+    if T.slug(opts.tags) not in ("", "none"):
+        content += [T.normalise_tag(t) for t in T.split_tags(opts.tags)]
     quality = T.parse_special("quality", opts.quality) + T.parse_special("aesthetic", opts.aesthetic)
     rating = T.parse_special("rating", opts.rating)
     year = T.parse_special("year", opts.year)

@@ -209,8 +209,9 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     if not isinstance(sweep_raw, dict):
         c.add("sweep", "must be a mapping with grid, zip, seeds, base_seed")
         sweep_raw = {}
-    for k in sorted(set(sweep_raw) - {"grid", "zip", "seeds", "base_seed"}):
-        c.add(f"sweep.{k}", "unknown key; allowed: grid, zip, seeds, base_seed")
+    sweep_keys = ("grid", "zip", "seeds", "base_seed", "sample")
+    for k in sorted(set(sweep_raw) - set(sweep_keys)):
+        c.add(f"sweep.{k}", f"unknown key; allowed: {', '.join(sweep_keys)}")
     grid = _parse_axes(c, sweep_raw.get("grid"), "sweep.grid")
     zipped = _parse_axes(c, sweep_raw.get("zip"), "sweep.zip")
     for axis in {a for a, _ in grid} & {a for a, _ in zipped}:
@@ -222,7 +223,11 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     if "size" in axes and ({"width", "height"} & set(axes)):
         c.add("sweep", "size and width/height cannot both be axes")
     seeds = _parse_seeds(c, sweep_raw.get("seeds", 1), sweep_raw.get("base_seed", 0))
-    sweep = SweepSpec(grid=grid, zip=zipped, seeds=seeds)
+    sample = sweep_raw.get("sample")
+    if sample is not None:
+        sample = _check_int(c, "sweep.sample", sample, 1)
+    sweep = SweepSpec(grid=grid, zip=zipped, seeds=seeds, sample=sample,
+                      sample_seed=seeds[0] if seeds else 0)
 
     models = {model.name: model}
     model_levels = [str(v) for a, vs in grid + zipped if a == "model" for v in vs]
@@ -233,6 +238,8 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
 
     sizes: list = []
     for field_name in ("sampler", "steps", "cfg", "width", "height"):
+        if field_name in axes or (field_name in ("width", "height") and "size" in axes):
+            continue  # an axis sets it for every task: the default is never used
         _check_level(c, f"generation.{field_name}", field_name, getattr(gen, field_name), {}, sizes)
     _check_int(c, "generation.batch_size", gen.batch_size, 1)
     for axis, levels in grid + zipped:

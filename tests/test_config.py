@@ -38,20 +38,20 @@ def test_overrides_use_hydra_grammar(compose, tmp_path):
 
 def test_every_problem_is_listed_with_its_key(compose):
     with pytest.raises(ConfigError) as e:
-        compose("demo", "generation.width=100", "generation.steps=0", "generation.cfg=0",
+        compose("demo", "generation.width=100", "generation.steps=0", "sweep.grid.cfg=[0]",
                 "generation.sampler=euler_b", "prompt.quality=masterpeice", "prompt.preset=fancy",
-                "prompts=nosuchset", "sweep.grid.size=[1023x64]", "max_tasks=5",
+                "prompts=nosuchset", "sweep.grid.height=[1023]", "max_tasks=5",
                 "+generaton.steps=3")
     text = "\n".join(e.value.problems)
     for needle in [
         "generation.width: 100 is not a multiple of 8",
         "generation.steps: 0 must be >= 1",
-        "generation.cfg: cfg 0 must be > 0",
+        "sweep.grid.cfg[0]: cfg 0 must be > 0",
         "generation.sampler: unknown sampler 'euler_b'; allowed: euler_a (Euler a)",
         "prompt.quality: unknown quality tag 'masterpeice'",
         "prompt.preset: unknown preset 'fancy'",
         "prompts: unknown prompt set 'nosuchset'",
-        "sweep.grid.size[0]: 1023 is not a multiple of 8",
+        "sweep.grid.height[0]: 1023 is not a multiple of 8",
         "generaton: unknown key; allowed: name, prompts",
     ]:
         assert needle in text, needle
@@ -60,8 +60,9 @@ def test_every_problem_is_listed_with_its_key(compose):
 
 def test_real_model_size_limits_and_max_tasks(compose):
     with pytest.raises(ConfigError) as e:
-        compose("quality_tags", "generation.width=256", "sweep.seeds=100000")
+        compose("quality_tags", "generation.width=256", "sweep.seeds=100000", "generation.cfg=0")
     text = "\n".join(e.value.problems)
+    assert "generation.cfg: cfg 0 must be > 0" in text
     assert "generation.width: 256 is outside 512-2048" in text
     assert "max_tasks: the sweep has 33,000,000 tasks, more than max_tasks=100,000" in text
     assert compose("quality_tags", "sweep.seeds=1000", "max_tasks=1000000").max_tasks == 1_000_000
@@ -98,4 +99,4 @@ def test_cli_malformed_job_file(tmp_path):
     r = run_cli("run", "jobs/demo.yaml", "generation.nosuchkey=3")
     assert r.returncode == 2 and "nosuchkey" in r.stderr
     r = run_cli("run", "nosuchjob")
-    assert r.returncode == 2 and "packaged jobs: cfg_steps, demo" in r.stderr
+    assert r.returncode == 2 and "packaged jobs: cfg_steps, dataset_synthesis, demo" in r.stderr

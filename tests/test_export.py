@@ -129,3 +129,26 @@ def test_export_refuses_non_empty_target_and_is_idempotent(demo_run, tmp_path):
                 "--min-aesthetic", "0.5", "--caption-source", "wd14")
     assert r.returncode == 0, r.stderr
     assert pd.read_json(tmp_path / "y" / "metadata.json").shape[1] == 24
+
+
+def test_dataset_synthesis_job_on_the_tiny_model_exports(tmp_path):
+    r = run_cli("run", "jobs/dataset_synthesis.yaml", "model=tiny", "runner=local",
+                f"output.root={tmp_path}", "sweep.grid.size=[64x64,64x96,96x64]",
+                "sweep.sample=12", "generation.steps=2",
+                "scorers=[tiny_aesthetic,tiny_clip,tiny_wd14]")
+    assert r.returncode == 0, r.stderr
+    df = load_run(tmp_path / "dataset_synthesis")
+    assert len(df) == 12 and (df.status == "ok").all() and df.tags.nunique() > 1
+    out = tmp_path / "export"
+    r = run_cli("export", str(tmp_path / "dataset_synthesis"), "--format", "kohya", "--out",
+                str(out))
+    assert r.returncode == 0, r.stderr
+    meta = json.loads((out / "metadata.json").read_text())
+    assert len(meta) == 12
+    for row in df.itertuples():
+        entry = meta[row.task_id]
+        assert entry["train_resolution"] == [row.width, row.height]
+        bundle = row.tags.split(", ")
+        caption = entry["caption"].split(", ")
+        assert caption[0] == row.subject and caption[1:1 + len(bundle)] != bundle  # character next
+        assert all(t in caption for t in bundle)

@@ -1,8 +1,6 @@
 """Generation: per-image seeds, batch independence, status rows, samplers built from config."""
 
 import io
-from dataclasses import replace
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -46,7 +44,7 @@ def test_seeds_are_per_image_never_shared_or_offset(tiny_generator, tasks):
     # the second image of a batch is its own seed's image, not seed+1 of the first
     second_alone = tiny_generator(unit([tasks[1]]))
     assert np.abs(pixels(second_alone.pngs[0]) - pixels(res.pngs[1])).max() <= 2
-    twin = replace(same_seed_other_prompt, prompt=tasks[0].prompt,
+    twin = same_seed_other_prompt._replace(prompt=tasks[0].prompt,
                    negative_prompt=tasks[0].negative_prompt, task_id="twin")
     res2 = tiny_generator(unit([tasks[0], twin]))
     assert np.abs(pixels(res2.pngs[0]) - pixels(res2.pngs[1])).max() <= 2
@@ -98,7 +96,7 @@ def test_samplers_keep_the_sdxl_betas(sampler, tiny_generator):
 
 def test_every_sampler_generates(tiny_generator, tasks):
     for s in samplers.SAMPLERS:
-        t = replace(tasks[0], sampler=s.key, task_id=s.key)
+        t = tasks[0]._replace(sampler=s.key, task_id=s.key)
         res = tiny_generator(unit([t]))
         assert res.rows[0]["status"] == "ok", (s.key, res.rows[0]["error"])
         assert res.rows[0]["sampler"] == s.name

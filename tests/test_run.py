@@ -49,7 +49,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     r = run_cli("run", "jobs/demo.yaml", "--dry-run", f"output.root={tmp_path / 'out'}")
     assert r.returncode == 0, r.stderr
     assert "24 tasks (0 done, 24 to do) in 6 units of up to 4" in r.stdout
-    assert "axis tag_position: prepend, append" in r.stdout and "axis cfg: 5.0, 7.0" in r.stdout
+    assert "axis tag_position: prepend | append" in r.stdout and "axis cfg: 5.0 | 7.0" in r.stdout
     assert "prompt: masterpiece, best quality, very aesthetic, 1girl, hatsune miku" in r.stdout
     assert not (tmp_path / "out").exists()
 

@@ -1,7 +1,5 @@
 """Sweep expansion is pure and deterministic; ids are content hashes; units batch correctly."""
 
-from dataclasses import replace
-
 from animagine_batch import prompts as P
 from animagine_batch import sweep
 from conftest import REPO
@@ -73,6 +71,24 @@ def test_units_order_models_first():
                 negative_prompt="", content_prompt="", sampler="euler_a", steps=2, cfg=7.0,
                 width=64, height=64, seed=0, axes=())
     t = [sweep.Task(task_id=str(i), model=m, **base) for i, m in enumerate(["a", "b", "a", "b"])]
-    t[1] = replace(t[1], steps=3)
+    t[1] = t[1]._replace(steps=3)
     units = sweep.units(t, 8)
     assert [u.model for u in units] == ["a", "b", "b"]
+
+
+def test_sample_draws_a_seeded_subset_of_the_sweep(compose):
+    full = expand(compose("demo", "sweep.grid={cfg:[5,6,7],tags:[smile,'crying, rain']}",
+                          "sweep.seeds=4"))
+    spec = compose("demo", "sweep.grid={cfg:[5,6,7],tags:[smile,'crying, rain']}", "sweep.seeds=4",
+                   "sweep.sample=10")
+    a, b = expand(spec), expand(spec)
+    assert len(a) == 10 and a == b  # rerunning draws the same tasks
+    assert {t.task_id for t in a} <= {t.task_id for t in full}
+    assert [t.index for t in a] == list(range(10))
+    other = expand(compose("demo", "sweep.grid={cfg:[5,6,7],tags:[smile,'crying, rain']}",
+                           "sweep.seeds=4", "sweep.sample=10", "sweep.base_seed=100"))
+    assert {t.seed for t in other} <= set(range(100, 104))
+    assert len(expand(compose("demo", "sweep.seeds=1", "sweep.sample=1000"))) == 12  # all of them
+    assert "crying, rain" in " ".join(t.prompt for t in full)
+    assert any(t.content_prompt.endswith("smile, crying, rain") or
+               t.content_prompt.endswith("crying, rain") for t in full)
