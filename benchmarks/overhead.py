@@ -3,7 +3,8 @@
 Both generate the same images (tiny SDXL, 64x64, 4 steps, CFG 7, the same batch size, one CPU
 generator per image) and write each as a PNG (zlib level 1); the framework also writes metadata
 chunks, Parquet parts and the resume index. Rounds alternate plain / local runner / Ray runner in
-one process, each into a fresh folder, and the median images/s of each is compared.
+one process (the order rotates from round to round, so drift on a shared machine spreads
+evenly), each into a fresh folder, and the median images/s of each is compared.
 
     python benchmarks/overhead.py [--images 256] [--rounds 3] [--quick] [--no-ray]
 
@@ -135,14 +136,14 @@ def main() -> None:
             spec, _, dirs = cli.load_spec(str(REPO / "jobs" / "demo.yaml"), overrides(
                 args.images, args.batch, Path(tmp) / "unused", "local", seed))
             tasks = driver.make_plan(spec, dirs).tasks
-            rates["plain"].append(plain_loop(tasks, args.batch, Path(tmp) / f"plain{r}"))
-            local = framework(args.images, args.batch, Path(tmp) / f"local{r}", "local", seed)
-            rates["local"].append(local["steady"])
-            rates["local_end_to_end"].append(local["end_to_end"])
-            if not args.no_ray:
-                ray = framework(args.images, args.batch, Path(tmp) / f"ray{r}", "ray", seed)
-                rates["ray"].append(ray["steady"])
-                rates["ray_end_to_end"].append(ray["end_to_end"])
+            kinds = ["plain", "local"] + ([] if args.no_ray else ["ray"])
+            for kind in kinds[r % len(kinds):] + kinds[: r % len(kinds)]:  # rotate the order
+                if kind == "plain":
+                    rates["plain"].append(plain_loop(tasks, args.batch, Path(tmp) / f"plain{r}"))
+                    continue
+                res = framework(args.images, args.batch, Path(tmp) / f"{kind}{r}", kind, seed)
+                rates[kind].append(res["steady"])
+                rates[f"{kind}_end_to_end"].append(res["end_to_end"])
             print(f"round {r + 1}: plain {rates['plain'][-1]:.2f}, local {rates['local'][-1]:.2f}"
                   + (f", ray {rates['ray'][-1]:.2f} steady / {rates['ray_end_to_end'][-1]:.2f} "
                      "end to end" if not args.no_ray else "") + " images/s")
