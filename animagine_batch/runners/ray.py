@@ -15,10 +15,10 @@ from typing import Iterator
 
 import ray
 
-from ..generate import Generator, UnitResult, resolve_device
-from ..scorers import registry
+from ..generate import UnitResult
 from ..sweep import Unit
 from .base import WorkerContext
+from .worker import Worker
 
 # Variables a worker on another node needs to find the same caches and stay offline.
 FORWARDED_ENV = ("ANIMAGINE_BATCH_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_CACHE",
@@ -26,36 +26,14 @@ FORWARDED_ENV = ("ANIMAGINE_BATCH_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_C
 
 
 class UnitWorker:
-    """A Ray Data actor: `__call__` takes a batch of pickled units, returns pickled results."""
+    """A Ray Data actor around a `Worker`: takes a batch of pickled units, returns pickled
+    results."""
 
     def __init__(self, ctx: WorkerContext, threads: int | None = None):
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)
-        self.ctx = ctx
-        device, _ = resolve_device(ctx.runner)
-        self.scorers = tuple(registry.build(s, device) for s in ctx.scorers)
-        self.generator: Generator | None = None
-        self.model: str | None = None
-
-    def _use(self, model: str) -> Generator:
-        if self.model != model:
-            if self.generator is not None:
-                self.generator.close()
-                self.generator = None
-            self.generator = Generator(self.ctx.models[model], self.ctx.identities[model],
-                                       self.ctx.runner, self.ctx.job,
-                                       self.ctx.png_compress_level, self.scorers)
-            self.model = model
-        return self.generator
+        self.worker = Worker(ctx, threads)
 
     def __call__(self, batch: dict) -> dict:
-        results = []
-        for blob in batch["unit"]:
-            unit: Unit = pickle.loads(blob)
-            results.append(pickle.dumps(self._use(unit.model)(unit)))
-        return {"result": results}
+        return {"result": [pickle.dumps(self.worker(pickle.loads(blob))) for blob in batch["unit"]]}
 
 
 def _config_error(err: BaseException):

@@ -1,0 +1,39 @@
+"""What every runner's worker does: load the scorers once, hold one pipeline at a time (freeing
+it before loading another model), and generate units."""
+
+from __future__ import annotations
+
+from ..generate import Generator, UnitResult, resolve_device
+from ..scorers import registry
+from ..sweep import Unit
+from .base import WorkerContext
+
+
+class Worker:
+    def __init__(self, ctx: WorkerContext, threads: int | None = None):
+        if threads:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        self.ctx = ctx
+        device, _ = resolve_device(ctx.runner)
+        self.scorers = tuple(registry.build(s, device) for s in ctx.scorers)
+        self.generator: Generator | None = None
+        self.model: str | None = None
+
+    def use(self, model: str) -> Generator:
+        if self.model != model:
+            self.close()  # never hold two pipelines
+            self.generator = Generator(self.ctx.models[model], self.ctx.identities[model],
+                                       self.ctx.runner, self.ctx.job,
+                                       self.ctx.png_compress_level, self.scorers)
+            self.model = model
+        return self.generator
+
+    def __call__(self, unit: Unit) -> UnitResult:
+        return self.use(unit.model)(unit)
+
+    def close(self) -> None:
+        if self.generator is not None:
+            self.generator.close()
+        self.generator, self.model = None, None
