@@ -84,7 +84,6 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
 
 def dry_run(plan: Plan, out=sys.stdout) -> None:
     spec = plan.spec
-    pending = plan.tasks
     done = S.done_ids(spec.run_dir) if spec.run_dir.is_dir() else set()
     pending = [t for t in plan.tasks if t.task_id not in done]
     units = sweep.units(pending, spec.generation.batch_size)

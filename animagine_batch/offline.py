@@ -113,48 +113,42 @@ def build_pipeline(name: str, seed: int = 0, dtype=None):
     return pipe
 
 
-def ensure_model(name: str, seed: int = 0) -> Path:
-    """Build the embedded model into the cache once; return its diffusers folder."""
-    target = model_dir(name, seed)
-    if (target / "model_index.json").is_file():
+def build_once(target: Path, build) -> Path:
+    """Build a cache folder once: `build(tmp)` fills a temporary sibling, which is then renamed
+    into place, so readers only ever see a complete folder (safe against concurrent builders)."""
+    if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    import torch
-
-    dtype = torch.float16 if name == "sdxl_random" else None  # 7 GB instead of 14 GB on disk
-    import diffusers
-    import transformers
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    pipe = build_pipeline(name, seed, dtype)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
+        build(tmp)
         try:
             os.replace(tmp, target)
         except OSError:  # another process finished first
-            if not (target / "model_index.json").is_file():
+            if not target.is_dir():
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def ensure_model(name: str, seed: int = 0) -> Path:
+    """Build the embedded model into the cache once; return its diffusers folder."""
+
+    def build(folder: Path):
+        import diffusers
+        import torch
+        import transformers
+
+        diffusers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+        dtype = torch.float16 if name == "sdxl_random" else None  # 7 GB instead of 14 GB on disk
+        build_pipeline(name, seed, dtype).save_pretrained(folder, safe_serialization=True)
+
+    return build_once(model_dir(name, seed), build)
 
 
 def tokenizer_dir() -> Path:
     """A saved CLIP tokenizer (identical to SDXL's first tokenizer) for token counting."""
-    target = cache_dir() / "tokenizers" / f"clip-v{BUILDER_VERSION}"
-    if (target / "tokenizer_config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".clip-", dir=target.parent))
-    try:
-        make_tokenizer().save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "tokenizer_config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(cache_dir() / "tokenizers" / f"clip-v{BUILDER_VERSION}",
+                      lambda folder: make_tokenizer().save_pretrained(folder))

@@ -11,11 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from .offline import cache_dir
+from .offline import build_once, cache_dir
 
 TINY_CLIP_NAME = "animagine-tiny-clip"
 TINY_CLIP_CONFIG = {
@@ -31,24 +29,6 @@ TINY_WD14_TAGS = [
     ("blue_eyes", 0), ("red_hair", 0), ("^_^", 0), ("simple_background", 0),
     ("hatsune_miku", 4), ("uzumaki_naruto", 4), ("souryuu_asuka_langley", 4),
 ]
-
-
-def _atomic_dir(target: Path, build) -> Path:
-    """Build into a temporary sibling folder, then rename (safe against concurrent builders)."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def ensure_aesthetic(seed: int = 0) -> Path:
@@ -70,7 +50,7 @@ def ensure_aesthetic(seed: int = 0) -> Path:
         model.save_pretrained(folder)
         make_processor(config.image_size).save_pretrained(folder)
 
-    return _atomic_dir(cache_dir() / "scorers" / f"tiny-aesthetic-seed{seed}-v1", build)
+    return build_once(cache_dir() / "scorers" / f"tiny-aesthetic-seed{seed}-v1", build)
 
 
 def register_tiny_clip() -> str:
@@ -105,7 +85,7 @@ def ensure_tiny_clip(seed: int = 0) -> Path:
             torch.random.set_rng_state(state)
         torch.save(model.state_dict(), folder / "open_clip_model.pt")
 
-    folder = _atomic_dir(cache_dir() / "scorers" / f"tiny-clip-seed{seed}-v1", build)
+    folder = build_once(cache_dir() / "scorers" / f"tiny-clip-seed{seed}-v1", build)
     return folder / "open_clip_model.pt"
 
 
@@ -148,4 +128,4 @@ def ensure_wd14(seed: int = 0) -> Path:
             for i, (tag, category) in enumerate(TINY_WD14_TAGS):
                 w.writerow([i, tag, category, 1000 - i])
 
-    return _atomic_dir(cache_dir() / "scorers" / f"tiny-wd14-seed{seed}-v1", build)
+    return build_once(cache_dir() / "scorers" / f"tiny-wd14-seed{seed}-v1", build)

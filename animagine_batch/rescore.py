@@ -9,6 +9,7 @@ columns written at generation time.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 from pathlib import Path
@@ -92,4 +93,4 @@ def _schema(spec: ScorerSpec, digest: str) -> pa.Schema:
     fields += [pa.field(c, S.TYPES[t]) for c, t in cols.items()]
     fields.append(pa.field("scorer_config", pa.string()))
     meta = {"scorer": spec.name, "config": digest, **registry.describe(spec)}
-    return pa.schema(fields).with_metadata({"animagine_batch": str(meta)})
+    return pa.schema(fields).with_metadata({"animagine_batch": json.dumps(meta, sort_keys=True)})
