@@ -91,11 +91,35 @@ def compose_job(job: str, overrides: list[str]) -> dict:
         text = " ".join(str(e).split())
         raise ConfigError(f"job {path}: {text}") from None
     raw.pop("hydra", None)
+    flatten_axes(raw)
     if prompt_set:
         raw["prompts"] = prompt_set[-1].strip("'\"")
     if raw.get("name") == "???":
         raw["name"] = ""
     return raw
+
+
+def flatten_axes(raw: dict) -> None:
+    """`sweep.grid.hires.scale=[...]` composes to a nested mapping; axes are named by their
+    dotted path (`hires.scale`), which is also their column name in the results."""
+    sweep = raw.get("sweep")
+    if not isinstance(sweep, dict):
+        return
+    for part in ("grid", "zip"):
+        axes = sweep.get(part)
+        if not isinstance(axes, dict) or not axes:
+            continue
+        flat: dict = {}
+
+        def walk(prefix: str, value) -> None:
+            if isinstance(value, dict) and value:
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                flat[prefix] = value
+
+        walk("", axes)
+        sweep[part] = flat
 
 
 def group_configs(group: str) -> dict[str, dict]:

@@ -26,6 +26,8 @@ class ModelSpec:
     path: str | None = None  # local diffusers folder or single .safetensors file
     vae: str | None = None  # hub id or local folder of an AutoencoderKL
     vae_revision: str | None = None
+    config: str | None = None  # single file: diffusers folder or hub id with its component configs
+    allow_pickle: bool = False  # load pickle weights (.ckpt .bin ...): they can run code when loaded
     embedded: str | None = None  # tiny | sdxl_random: built by offline.py
     seed: int = 0  # weights seed of an embedded model
     licence: str | None = None
@@ -53,6 +55,32 @@ class GenerationSpec:
 
 
 @dataclass(frozen=True)
+class HiresSpec:
+    """The demo app's hi-res pass: latents upscaled (`nearest-exact`) by `scale`, then an
+    img2img pass at `strength` with the same CFG, steps and generators. `scale: null` = off."""
+
+    scale: float | None = None
+    strength: float = 0.55
+    upscaler: str = "nearest-exact"
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    path: str
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class WildcardSpec:
+    """dynamicprompts expansion of prompt-set entries (`{a|b}`, `{2$$a|b|c}`, `__name__`)."""
+
+    folder: str | None = None  # folder of <name>.txt files for `__name__`
+    mode: str = "combinatorial"  # combinatorial | random
+    variants: int | None = None  # random: draws per entry; combinatorial: cap (null = all)
+    seed: int | None = None  # random mode; null = the job's sweep.base_seed
+
+
+@dataclass(frozen=True)
 class SweepSpec:
     grid: tuple[tuple[str, tuple], ...] = ()
     zip: tuple[tuple[str, tuple], ...] = ()
@@ -75,7 +103,10 @@ class RunnerSpec:
     workers: int = 1
     threads: int | None = None  # torch CPU threads per worker (None: the worker's share of cores)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    dtype: str = "auto"  # auto (fp16 on GPU, fp32 on CPU) | float32 | float16 | bfloat16
+    dtype: str = "auto"  # auto (fp32 on CPU; on GPU bf16 when optimised, else fp16) | float32 | float16 | bfloat16
+    optimise: str = "auto"  # auto (on CUDA) | on | none: accel.py's SDPA, fused QKV, channels_last, safe VAE
+    compile: str | bool = "auto"  # auto | true | false: torch.compile of the UNet (accel.py)
+    overlap: str | bool = "auto"  # auto (on CUDA) | true | false: PNG + scores of unit N while N+1 generates
 
 
 @dataclass(frozen=True)
@@ -97,6 +128,9 @@ class JobSpec:
     runner: RunnerSpec = RunnerSpec()
     output: OutputSpec = OutputSpec()
     max_tasks: int = 100_000
+    hires: HiresSpec = HiresSpec()
+    loras: tuple[LoraSpec, ...] = ()
+    wildcards: WildcardSpec = WildcardSpec()
 
     @property
     def run_dir(self) -> Path:
@@ -104,9 +138,12 @@ class JobSpec:
 
 
 GENERATION_AXES = ("model", "sampler", "steps", "cfg", "width", "height", "size")
-AXES = GENERATION_AXES + P.PROMPT_FIELDS
+PASS_AXES = ("hires.scale", "hires.strength", "lora.path", "lora.scale")
+AXES = GENERATION_AXES + PASS_AXES + P.PROMPT_FIELDS
 TOP_KEYS = ("name", "prompts", "prompt", "generation", "sweep", "model", "scorers", "scorer",
-            "runner", "output", "max_tasks")
+            "runner", "output", "max_tasks", "hires", "loras", "wildcards")
+HIRES_SCALE = (1.0, 2.0)  # the demo app offers 1.0-1.5
+UPSCALERS = ("nearest-exact", "bilinear", "bicubic")
 RUNNERS = ("local", "ray")
 
 
@@ -115,6 +152,11 @@ def parse_size(value) -> tuple[int, int]:
     if not m:
         raise ValueError(f"{value!r} is not a size; write WIDTHxHEIGHT, e.g. 832x1216")
     return int(m.group(1)), int(m.group(2))
+
+
+def hires_side(size: int, scale: float) -> int:
+    """Side of a hi-res image: latents (size / 8) upscaled by `scale`, floored, times 8."""
+    return int(size // 8 * scale) * 8
 
 
 def count_tasks(n_prompts: int, sweep: SweepSpec, sampled: bool = True) -> int:

@@ -37,25 +37,39 @@ def make_plan(spec: JobSpec, prompt_dirs: list[Path]) -> Plan:
     for sc in spec.scorers:
         registry.check(sc)
     identities = {name: models.identity(m) for name, m in spec.models.items()}
-    prompt_set = P.load_prompt_set(spec.prompts, prompt_dirs)
+    identities |= {f"lora:{p}": models.lora_identity(p) for p in lora_paths(spec)}
+    prompt_set = P.load_prompt_set(spec.prompts, prompt_dirs, spec.wildcards, spec.sweep.seeds[0])
     return Plan(spec, prompt_set, identities, sweep.expand(spec, prompt_set, identities))
 
 
+def lora_paths(spec: JobSpec) -> list[str]:
+    """Every LoRA file the job can use: its `loras` and the levels of a `lora.path` axis."""
+    paths = [lo.path for lo in spec.loras]
+    if "lora.path" in spec.sweep.axes:
+        paths += [sweep.lora_file(str(v)) for v in spec.sweep.levels("lora.path")
+                  if not sweep._off(v)]
+    return list(dict.fromkeys(paths))
+
+
 def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
-    """Tasks whose prompt or negative exceeds what the text encoders see, counted with the real
-    CLIP tokenizer (both SDXL tokenizers share its vocabulary)."""
+    """Tasks with `weighting: none` whose prompt or negative exceeds what the text encoders see
+    (plain diffusers truncates), counted with the real CLIP tokenizer (both SDXL tokenizers
+    share its vocabulary). With `a1111` weighting long prompts are encoded in chunks."""
     from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(offline.tokenizer_dir())
     counts: dict[str, int] = {}
     found = []
     for t in tasks:
+        if t.weighting != "none":
+            continue
         for label, text in (("prompt", t.prompt), ("negative prompt", t.negative_prompt)):
             if text not in counts:
-                counts[text] = len(tok(text, truncation=False).input_ids) - 2
+                counts[text] = len(tok(text, truncation=False, verbose=False).input_ids) - 2
             if counts[text] > TOKEN_LIMIT:
                 found.append(f"task {t.task_id} ({t.prompt_key}, seed {t.seed}): {label} has "
-                             f"{counts[text]} tokens; the text encoders see the first {TOKEN_LIMIT}")
+                             f"{counts[text]} tokens; with weighting none the text encoders see the "
+                             f"first {TOKEN_LIMIT} (weighting a1111 encodes all of them)")
     if len(found) > limit:
         found = found[:limit] + [f"... and {len(found) - limit} more over {TOKEN_LIMIT} tokens"]
     return found
@@ -71,6 +85,7 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
     import transformers
 
     return {
+        "loras": {p: models.lora_identity(p) for p in lora_paths(spec)},
         "package": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
         "diffusers": str(diffusers.__version__), "transformers": str(transformers.__version__),
         "config_sha256": hashlib.sha256(json.dumps(raw, sort_keys=True, default=str)

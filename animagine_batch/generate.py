@@ -8,11 +8,13 @@ import socket
 import time
 import weakref
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from . import __version__, metadata, models, samplers
-from .config import ModelSpec, RunnerSpec
+from . import accel
+from . import __version__, loras, metadata, models, samplers, weighting
+from .config import PASS_AXES, ModelSpec, RunnerSpec, hires_side
 from .sweep import Task, Unit
 
 
@@ -24,6 +26,16 @@ class UnitResult:
     seconds: float
     worker: str = ""
     extra: dict = field(default_factory=dict)
+
+
+class Staged(NamedTuple):
+    """A generated unit waiting for `Generator.finish`; `images` is None when generation failed."""
+
+    unit: Unit
+    rows: list
+    pngs: list
+    start: float
+    images: np.ndarray | None
 
 
 # Pipelines still alive in this process (weak references): a worker moving to another model must
@@ -68,7 +80,7 @@ def resolve_device(runner: RunnerSpec):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if runner.dtype == "auto":
-        dtype = torch.float32 if device == "cpu" else torch.float16
+        dtype = torch.float32 if device == "cpu" else accel.gpu_dtype(runner, device)
     else:
         dtype = names[runner.dtype]
     return device, dtype
@@ -82,17 +94,21 @@ def base_row(task: Task, job: str, model_label: str) -> dict:
         "series": task.series, "prompt": task.prompt, "negative_prompt": task.negative_prompt,
         "content_prompt": task.content_prompt, "sampler": samplers.get(task.sampler).name,
         "steps": task.steps, "cfg": task.cfg, "width": task.width, "height": task.height,
-        "seed": task.seed,
+        "seed": task.seed, "weighting": task.weighting,
+        "hires_scale": task.hires[0] if task.hires else None,
+        "hires_strength": task.hires[1] if task.hires else None,
+        "loras": "; ".join(f"{p}:{s:g}" for p, s in task.loras) or None,
     }
     for axis, level in task.axes:
         if axis not in ("model", "sampler", "steps", "cfg", "width", "height"):
-            row[axis] = level
+            off = axis in PASS_AXES and (level is None or str(level).lower() == "none")
+            row[axis] = None if off else level
     return row
 
 
 def token_count(tokenizer, text: str) -> int:
     """CLIP tokens of a text, without the start and end tokens."""
-    return len(tokenizer(text, truncation=False).input_ids) - 2
+    return len(tokenizer(text, truncation=False, verbose=False).input_ids) - 2
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
@@ -111,7 +127,12 @@ class Generator:
         self.scorers = scorers
         self.device, self.dtype = resolve_device(runner)
         self.pipe = models.load_pipeline(model, self.device, self.dtype)
+        self.accel = accel.apply(self.pipe, runner, self.device, self.dtype)
         _PIPELINES.add(self.pipe)
+        self.encoder = weighting.SDXLPromptEncoder(self.pipe)
+        self.adapters = loras.LoraAdapters(self.pipe)
+        self._img2img = None
+        self._lora_hashes: dict[str, str] = {}
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = models.model_hash(model, identity)
         self.model_name = models.display_name(model)
@@ -123,7 +144,7 @@ class Generator:
 
         import torch
 
-        self.pipe = None
+        self.pipe = self._img2img = self.encoder = self.adapters = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -153,23 +174,75 @@ class Generator:
         inject_fault(unit)
         sampler = samplers.get(unit.sampler)
         self.pipe.scheduler = samplers.build_scheduler(sampler, self.base_scheduler_config)
-        out = self.pipe(
-            prompt=[t.prompt for t in unit.tasks],
-            negative_prompt=[t.negative_prompt for t in unit.tasks],
-            width=unit.width, height=unit.height, num_inference_steps=unit.steps,
-            guidance_scale=unit.cfg,
-            generator=[torch.Generator("cpu").manual_seed(t.seed) for t in unit.tasks],
-            output_type="np",
-        )
-        return np.asarray(out.images)
+        if self.adapters.use(unit.loras):
+            self.encoder.cache.clear()  # a LoRA may change the text encoders
+        images: list = [None] * len(unit.tasks)
+        for idx, prompt_args in self._prompt_batches(unit.tasks):
+            gens = [torch.Generator("cpu").manual_seed(unit.tasks[i].seed) for i in idx]
+            for i, image in zip(idx, self._run(unit, prompt_args, gens)):
+                images[i] = image
+        return np.stack(images)
+
+    def _prompt_batches(self, tasks):
+        """(task indices, prompt arguments) per pipeline call. `none` weighting passes the texts
+        (plain diffusers: brackets literal, truncated at 77 tokens); `a1111` passes embeddings,
+        one call per embedding length, so a task's conditioning never depends on its batch."""
+        groups: dict[tuple, list] = {}
+        for i, t in enumerate(tasks):
+            if t.weighting == "none":
+                groups.setdefault(("none",), []).append((i, None))
+            else:
+                n, pair = self.encoder.encode_pair(t.prompt, t.negative_prompt)
+                groups.setdefault(("a1111", n), []).append((i, pair))
+        for key, members in groups.items():
+            idx = [i for i, _ in members]
+            if key[0] == "none":
+                yield idx, {"prompt": [tasks[i].prompt for i in idx],
+                            "negative_prompt": [tasks[i].negative_prompt for i in idx]}
+            else:
+                yield idx, weighting.SDXLPromptEncoder.stack([p for _, p in members])
+
+    @property
+    def img2img(self):
+        """The hi-res pass's img2img pipeline, sharing every component with the main one."""
+        if self._img2img is None:
+            from diffusers import StableDiffusionXLImg2ImgPipeline
+
+            self._img2img = StableDiffusionXLImg2ImgPipeline(**self.pipe.components,
+                                                             add_watermarker=False)
+            self._img2img.set_progress_bar_config(disable=True)
+        self._img2img.scheduler = self.pipe.scheduler
+        return self._img2img
+
+    def _run(self, unit: Unit, prompt_args: dict, generators: list) -> np.ndarray:
+        import torch
+
+        common = {"num_inference_steps": unit.steps, "guidance_scale": unit.cfg,
+                  "generator": generators, **prompt_args}
+        if unit.hires is None:
+            return np.asarray(self.pipe(width=unit.width, height=unit.height, output_type="np",
+                                        **common).images)
+        scale, strength, upscaler = unit.hires
+        latents = self.pipe(width=unit.width, height=unit.height, output_type="latent",
+                            **common).images
+        factor = self.pipe.vae_scale_factor  # 8 for SDXL
+        size = (hires_side(unit.height, scale) // factor, hires_side(unit.width, scale) // factor)
+        latents = torch.nn.functional.interpolate(latents, size=size, mode=upscaler)
+        return np.asarray(self.img2img(image=latents, strength=strength, output_type="np",
+                                       **common).images)
 
     def __call__(self, unit: Unit) -> UnitResult:
+        return self.finish(self.generate(unit))
+
+    def generate(self, unit: Unit) -> Staged:
+        """The first half of a unit: rows and images (the GPU's part)."""
         start = time.perf_counter()
         rows = [base_row(t, self.job, self.model.label) for t in unit.tasks]
         pngs: list[bytes | None] = [None] * len(rows)
         tok = self.pipe.tokenizer
         for row, t in zip(rows, unit.tasks):
-            row["prompt_tokens"] = token_count(tok, t.prompt)
+            text = t.prompt if t.weighting == "none" else weighting.plain_text(t.prompt)
+            row["prompt_tokens"] = token_count(tok, text)
             row["worker"] = self.worker
         try:
             images = self._generate_splitting(unit)
@@ -177,6 +250,14 @@ class Generator:
             msg = f"{type(e).__name__}: {e}"
             for row in rows:
                 row.update(status="error", error=msg[:2000])
+            return Staged(unit, rows, pngs, start, None)
+        return Staged(unit, rows, pngs, start, images)
+
+    def finish(self, staged: Staged) -> UnitResult:
+        """The second half: PNG encoding and scores (CPU work). It reads no pipeline state, so
+        the overlapped runner calls it on another thread while the next unit generates."""
+        unit, rows, pngs, start, images = staged
+        if images is None:  # generation failed: the rows already say why
             return self._finish(unit, rows, pngs, start)
         pixels = to_uint8(images)
         ok = []
@@ -189,7 +270,7 @@ class Generator:
                 continue
             sampler_name = samplers.get(t.sampler).name
             params = metadata.infotext_params(t, self.model_name, self.model_hash, sampler_name,
-                                              __version__)
+                                              __version__, self.lora_hashes(t.loras))
             png = metadata.encode_png(
                 pixels[i], metadata.infotext(t.prompt, t.negative_prompt, params),
                 metadata.demo_metadata(t, self.model_name, sampler_name), self.png_compress_level)
@@ -205,6 +286,13 @@ class Generator:
                                image_path=None, image_sha256=None)
                 pngs[i] = None
         return self._finish(unit, rows, pngs, start)
+
+    def lora_hashes(self, used) -> dict:
+        """Short content hashes of LoRA files for the infotext (hashed once per file)."""
+        for p, _ in used:
+            if p not in self._lora_hashes:
+                self._lora_hashes[p] = models.lora_identity(p).split(":")[-1][:12]
+        return self._lora_hashes
 
     def _score(self, pixels: np.ndarray, rows: list[dict], ok: list[int]) -> None:
         if not self.scorers or not ok:

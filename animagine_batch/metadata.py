@@ -34,8 +34,10 @@ def infotext(prompt: str, negative: str, params: dict) -> str:
     return "\n".join(lines)
 
 
-def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, version: str) -> dict:
-    return {
+def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, version: str,
+                    lora_hashes: dict | None = None) -> dict:
+    """A1111 keys; `Size` is the first pass's size, as webui writes it with a hi-res pass."""
+    params = {
         "Steps": task.steps,
         "Sampler": sampler_name,
         "CFG scale": _num(task.cfg),
@@ -43,8 +45,33 @@ def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, v
         "Size": f"{task.width}x{task.height}",
         "Model hash": model_hash,
         "Model": model_name,
-        "Version": f"animagine-batch {version}",
     }
+    hires = getattr(task, "hires", None)
+    if hires:
+        params |= {"Denoising strength": _num(hires[1]), "Hires upscale": _num(hires[0]),
+                   "Hires upscaler": hires[2]}
+    if getattr(task, "loras", ()):
+        params["Lora hashes"] = ", ".join(
+            f"{lora_name(p)}: {(lora_hashes or {}).get(p, '')}" for p, _ in task.loras)
+        params["Lora weights"] = ", ".join(f"{lora_name(p)}: {_num(s)}" for p, s in task.loras)
+    if getattr(task, "weighting", "a1111") == "none":
+        params["Emphasis"] = "None"  # webui's name for "brackets are literal text"
+    params["Version"] = f"animagine-batch {version}"
+    return params
+
+
+def lora_name(path: str) -> str:
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name[: -len(".safetensors")] if name.endswith(".safetensors") else name
+
+
+def hires_size(task) -> tuple[int, int]:
+    """(width, height) of the image a task produces."""
+    if not getattr(task, "hires", None):
+        return task.width, task.height
+    from .config import hires_side
+
+    return hires_side(task.width, task.hires[0]), hires_side(task.height, task.hires[0])
 
 
 def parse_infotext(text: str) -> dict:
@@ -81,7 +108,9 @@ def demo_metadata(task, model_name: str, sampler_name: str) -> dict:
         "sdxl_style": task.style_preset or "(None)",
         "add_quality_tags": task.quality_preset is not None,
         "quality_tags": task.quality_preset or "(None)",
-        "use_upscaler": None,
+        "use_upscaler": None if not getattr(task, "hires", None) else {
+            "upscale_method": task.hires[2], "upscaler_strength": task.hires[1],
+            "upscale_by": task.hires[0], "new_resolution": "%d x %d" % hires_size(task)},
         "model": model_name,
     }
 

@@ -1,7 +1,12 @@
-"""Model sources: embedded, hub id + revision, local diffusers folder, single .safetensors file.
+"""Model sources: embedded, hub id + revision, local diffusers folder, single checkpoint file.
 
 `check_source` runs before any work (no weights loaded); `identity` gives the string that enters
 every task id; `load_pipeline` loads through diffusers' `from_pretrained` / `from_single_file`.
+
+Loading never runs code that comes with a model: only `StableDiffusionXLPipeline` folders whose
+components are diffusers or transformers classes are accepted, remote code is refused, and pickle
+weights (which can run code when unpickled) are refused unless `model.allow_pickle=true`; even
+then they are read with torch's `weights_only` unpickler.
 """
 
 from __future__ import annotations
@@ -30,38 +35,118 @@ def _cached_snapshot(repo: str, filename: str, revision: str | None) -> str | No
     return found if isinstance(found, str) else None
 
 
-def _missing_message(spec: ModelSpec, what: str, repo: str, revision: str | None) -> str:
+LOCAL_MODEL = "model.path=/path/to/diffusers-folder or model.path=/path/to/model.safetensors"
+
+
+def _missing_message(spec: ModelSpec, what: str, repo: str, revision: str | None,
+                     local: str = LOCAL_MODEL) -> str:
     where = "the hub is offline (HF_HUB_OFFLINE=1)" if _offline() else "it could not be fetched"
     return (f"model: cannot load {what} {repo!r} (revision {revision or 'main'}) for model config "
             f"{spec.name!r}: it is not in the local Hugging Face cache and {where}. Download it once "
-            "where the hub is reachable, or point at local weights with "
-            "model.path=/path/to/diffusers-folder or model.path=/path/to/model.safetensors")
+            f"where the hub is reachable, or point at local files with {local}")
+
+
+PICKLE_HINT = (", which can run code when loaded; convert to .safetensors, or set "
+               "model.allow_pickle=true if you trust the source")
+
+
+def check_pipeline_folder(folder: Path, key: str, allow_pickle: bool) -> None:
+    """A diffusers folder that loads as an SDXL pipeline without running code from the folder:
+    `_class_name` is StableDiffusionXLPipeline, every component is a diffusers or transformers
+    class, and no component holds only pickle weights (unless they are allowed)."""
+    try:
+        index = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{key}: cannot read {folder / 'model_index.json'}: {e}") from None
+    if index.get("_class_name") != "StableDiffusionXLPipeline":
+        raise ConfigError(f"{key}: {folder} is a {index.get('_class_name')!r} pipeline "
+                          "(model_index.json); only StableDiffusionXLPipeline is loaded, and "
+                          "custom pipeline code is never run")
+    for name, entry in index.items():
+        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
+            continue
+        if entry[0] not in ("diffusers", "transformers"):
+            raise ConfigError(f"{key}: component {name!r} of {folder} is {entry} in "
+                              "model_index.json; custom component code is never run, only "
+                              "diffusers and transformers classes are loaded")
+        sub = folder / name
+        files = [f.name for f in sub.iterdir() if f.is_file()] if sub.is_dir() else []
+        pickles = sorted(f for f in files if f.lower().endswith(PICKLE_SUFFIXES))
+        if pickles and not allow_pickle and not any(f.endswith(".safetensors") for f in files):
+            raise ConfigError(f"{key}: {sub} holds only pickle weights ({', '.join(pickles)})"
+                              + PICKLE_HINT)
+
+
+def _single_file(spec: ModelSpec) -> bool:
+    return bool(spec.path) and Path(spec.path).expanduser().is_file()
+
+
+def _hub_id(name: str) -> bool:
+    """`org/name`, as opposed to a local path."""
+    return name.count("/") == 1 and not name.startswith(("/", ".", "~"))
+
+
+def _check_config(spec: ModelSpec) -> None:
+    """`model.config` of a single file: a diffusers folder or a hub id (cached when offline)."""
+    c = Path(spec.config).expanduser()
+    if c.is_dir():
+        if not (c / "model_index.json").is_file():
+            raise ConfigError(f"model.config: {c} is a folder without model_index.json; give a "
+                              "diffusers SDXL folder (or hub id) whose component configs describe "
+                              "the checkpoint")
+        check_pipeline_folder(c, "model.config", allow_pickle=True)  # only configs are read
+        return
+    if not _hub_id(spec.config):
+        raise ConfigError(f"model.config: {spec.config} is neither a local folder nor a hub id")
+    snap = _cached_snapshot(spec.config, "model_index.json", None)
+    if snap:
+        check_pipeline_folder(Path(snap).parent, "model.config", allow_pickle=True)
+    elif _offline():
+        raise ConfigError(_missing_message(spec, "component configs", spec.config, None,
+                                           "model.config=/path/to/diffusers-folder"))
 
 
 def check_source(spec: ModelSpec) -> None:
     """Fail early, with a message naming the model and the `model.path=` override."""
     if spec.path:
         p = Path(spec.path).expanduser()
-        if p.suffix.lower() in PICKLE_SUFFIXES:
-            raise ConfigError(f"model.path: {p} is a pickle checkpoint, which can run code when "
-                              "loaded; convert it to .safetensors")
+        if p.suffix.lower() in PICKLE_SUFFIXES and not spec.allow_pickle:
+            raise ConfigError(f"model.path: {p} is a pickle checkpoint" + PICKLE_HINT)
         if not p.exists():
             raise ConfigError(f"model.path: {p} does not exist; give a diffusers folder (with "
                               "model_index.json) or a single .safetensors file")
-        if p.is_dir() and not (p / "model_index.json").is_file():
-            raise ConfigError(f"model.path: {p} is a folder without model_index.json; give a "
-                              "diffusers pipeline folder or a single .safetensors file")
-        if p.is_file() and p.suffix.lower() != ".safetensors":
+        if p.is_dir():
+            if not (p / "model_index.json").is_file():
+                raise ConfigError(f"model.path: {p} is a folder without model_index.json; give a "
+                                  "diffusers pipeline folder or a single .safetensors file")
+            check_pipeline_folder(p, "model.path", spec.allow_pickle)
+        elif p.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
             raise ConfigError(f"model.path: {p} is not a .safetensors file")
+        elif spec.config:
+            _check_config(spec)
     elif spec.embedded:
         if spec.embedded not in offline.EMBEDDED:
             raise ConfigError(f"model.embedded: unknown embedded model {spec.embedded!r}; "
                               f"allowed: {', '.join(offline.EMBEDDED)}")
-    elif _offline() and not _cached_snapshot(spec.id, "model_index.json", spec.revision):
-        raise ConfigError(_missing_message(spec, "model", spec.id, spec.revision))
-    if spec.vae and not Path(spec.vae).expanduser().is_dir() and _offline() \
-            and not _cached_snapshot(spec.vae, "config.json", spec.vae_revision):
-        raise ConfigError(_missing_message(spec, "VAE", spec.vae, spec.vae_revision))
+    else:
+        snap = _cached_snapshot(spec.id, "model_index.json", spec.revision)
+        if snap:
+            check_pipeline_folder(Path(snap).parent, "model.id", spec.allow_pickle)
+        elif _offline():
+            raise ConfigError(_missing_message(spec, "model", spec.id, spec.revision))
+    if spec.vae:
+        v = Path(spec.vae).expanduser()
+        if v.is_dir():
+            weights = [f.name for f in v.iterdir() if f.is_file()]
+            if not spec.allow_pickle and not any(f.endswith(".safetensors") for f in weights) \
+                    and any(f.lower().endswith(PICKLE_SUFFIXES) for f in weights):
+                raise ConfigError(f"model.vae: {v} holds only pickle weights" + PICKLE_HINT)
+        elif not _hub_id(spec.vae):
+            raise ConfigError(f"model.vae: {spec.vae} does not exist; give a local folder of an "
+                              "AutoencoderKL (config.json + weights) or a hub id")
+        elif _offline() and not _cached_snapshot(spec.vae, "config.json", spec.vae_revision):
+            raise ConfigError(_missing_message(spec, "VAE", spec.vae, spec.vae_revision,
+                                               "model.vae=/path/to/vae-folder"))
 
 
 def _file_sha256(path: Path) -> str:
@@ -90,9 +175,13 @@ def _file_sha256(path: Path) -> str:
     return known[key]
 
 
-def _folder_sha256(folder: Path) -> str:
+CONFIG_FILES = (".json", ".txt", ".model")  # what a single file takes from `model.config`
+
+
+def _folder_sha256(folder: Path, suffixes: tuple[str, ...] | None = None) -> str:
     h = hashlib.sha256()
-    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    for f in sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
+                    and (suffixes is None or p.suffix in suffixes)):
         h.update(f"{f.relative_to(folder)}:{_file_sha256(f)}\n".encode())
     return h.hexdigest()
 
@@ -109,6 +198,10 @@ def identity(spec: ModelSpec) -> str:
     if spec.path:
         p = Path(spec.path).expanduser()
         base = f"sha256:{_file_sha256(p) if p.is_file() else _folder_sha256(p)}"
+        if p.is_file() and spec.config:  # the configs shape the pipeline built from the file
+            c = Path(spec.config).expanduser()
+            base += "+config=" + (f"sha256:{_folder_sha256(c, CONFIG_FILES)}" if c.is_dir()
+                                  else _hub_identity(spec.config, None, "model_index.json"))
     elif spec.embedded:
         base = f"embedded:{offline.model_dir(spec.embedded, spec.seed).name}"
     else:
@@ -119,6 +212,11 @@ def identity(spec: ModelSpec) -> str:
             spec.vae, spec.vae_revision, "config.json")
         base += f"+vae={vae}"
     return base
+
+
+def lora_identity(path: str) -> str:
+    """A LoRA file enters task ids by content, not by name."""
+    return f"sha256:{_file_sha256(Path(path).expanduser())}"
 
 
 def model_hash(spec: ModelSpec, ident: str) -> str:
@@ -138,38 +236,85 @@ def display_name(spec: ModelSpec) -> str:
     return spec.id.rsplit("/", 1)[-1]
 
 
+def _said(e: Exception) -> str:
+    return f" (loader said: {str(e).strip().splitlines()[0][:300]})" if str(e).strip() else ""
+
+
+def _load_error(spec: ModelSpec, e: Exception) -> str:
+    if _single_file(spec):
+        fix = ("check that model.config describes this checkpoint's architecture" if spec.config
+               else "set model.config=/path/to/diffusers-folder (or a cached hub id) of the same "
+               "architecture; without it diffusers looks the configs up on the hub")
+        return f"model.path: cannot build an SDXL pipeline from {spec.path}{_said(e)}; {fix}"
+    if not spec.allow_pickle and "safetensors" in str(e):
+        return (f"model: {spec.path or spec.id} lacks .safetensors weights for a component{_said(e)}"
+                f"; pickle weights{PICKLE_HINT}")
+    if spec.path:
+        return f"model.path: cannot load {spec.path}{_said(e)}"
+    return _missing_message(spec, "model", spec.id, spec.revision) + _said(e)
+
+
+def _pipeline_folder(spec: ModelSpec, safe: dict) -> str:
+    """The local diffusers folder to load (hub models are downloaded, or found in the cache)."""
+    from diffusers import StableDiffusionXLPipeline
+
+    if spec.path:
+        folder, key = Path(spec.path).expanduser(), "model.path"
+    elif spec.embedded:
+        return str(offline.ensure_model(spec.embedded, spec.seed))
+    else:
+        folder, key = Path(StableDiffusionXLPipeline.download(
+            spec.id, revision=spec.revision, trust_remote_code=False, **safe)), "model.id"
+    check_pipeline_folder(folder, key, spec.allow_pickle)
+    return str(folder)
+
+
+def _from_single_file(spec: ModelSpec, kwargs: dict):
+    from diffusers import StableDiffusionXLPipeline
+
+    from .checkpoints import open_clip_text_encoder
+
+    path = str(Path(spec.path).expanduser())
+    config = spec.config
+    if config and Path(config).expanduser().is_dir():
+        config = str(Path(config).expanduser())
+        check_pipeline_folder(Path(config), "model.config", allow_pickle=True)
+    te2 = open_clip_text_encoder(path, config, kwargs["dtype"])
+    extra = {"text_encoder_2": te2} if te2 is not None else {}
+    return StableDiffusionXLPipeline.from_single_file(path, config=config, **extra, **kwargs)
+
+
 def load_pipeline(spec: ModelSpec, device: str, dtype):
-    """An SDXL pipeline on `device` in `dtype`, watermark off, progress bars off."""
+    """An SDXL pipeline on `device` in `dtype`, watermark off, progress bars off. No code that
+    comes with the model runs: custom pipelines and components are refused, remote code is not
+    trusted, and pickle weights load only with `model.allow_pickle` (through `weights_only`)."""
     import diffusers
     import torch
     import transformers
     from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+    from diffusers.loaders.single_file_utils import SingleFileComponentError
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()
-    kwargs = {"torch_dtype": dtype, "add_watermarker": False}
-    try:
-        if spec.vae:
-            v = Path(spec.vae).expanduser()
+    safe = {"use_safetensors": None if spec.allow_pickle else True}  # None: safetensors first
+    kwargs = {"dtype": dtype, "add_watermarker": False}
+    if spec.vae:
+        v = Path(spec.vae).expanduser()
+        try:
             kwargs["vae"] = AutoencoderKL.from_pretrained(
                 str(v) if v.is_dir() else spec.vae, revision=None if v.is_dir() else spec.vae_revision,
-                torch_dtype=dtype)
-        if spec.path and Path(spec.path).expanduser().is_file():
-            pipe = StableDiffusionXLPipeline.from_single_file(
-                str(Path(spec.path).expanduser()), **kwargs)
-        elif spec.path:
-            pipe = StableDiffusionXLPipeline.from_pretrained(
-                str(Path(spec.path).expanduser()), **kwargs)
-        elif spec.embedded:
-            pipe = StableDiffusionXLPipeline.from_pretrained(
-                offline.ensure_model(spec.embedded, spec.seed), **kwargs)
+                dtype=dtype, **safe)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"model.vae: cannot load the VAE {spec.vae!r}{_said(e)}; give a "
+                              "local AutoencoderKL folder or a cached hub id") from None
+    try:
+        if _single_file(spec):
+            pipe = _from_single_file(spec, kwargs)
         else:
             pipe = StableDiffusionXLPipeline.from_pretrained(
-                spec.id, revision=spec.revision, **kwargs)
-    except (OSError, ValueError) as e:
-        repo = spec.path or spec.id
-        raise ConfigError(_missing_message(spec, "model", repo, spec.revision)
-                          + f" (loader said: {str(e).splitlines()[0][:300]})") from None
+                _pipeline_folder(spec, safe), trust_remote_code=False, **safe, **kwargs)
+    except (OSError, ValueError, SingleFileComponentError) as e:
+        raise ConfigError(_load_error(spec, e)) from None
     pipe.set_progress_bar_config(disable=True)
     pipe.to(torch.device(device))
     return pipe

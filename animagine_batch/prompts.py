@@ -51,10 +51,12 @@ class PromptOptions:
     style: str = "none"
     negative: str = "recommended"
     tags: str = "none"  # extra general tags after the entry's own (comma-separated), or none
+    weighting: str = "a1111"  # a1111 (emphasis syntax, long prompts) | none (plain diffusers)
 
 
 PROMPT_FIELDS = tuple(PromptOptions.__dataclass_fields__)
 TAG_POSITIONS = ("prepend", "append")
+WEIGHTINGS = ("a1111", "none")
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def check_options(opts: PromptOptions) -> list[str]:
             T.parse_special(group, getattr(opts, group))
         except ValueError as e:
             errors.append(f"{group}: {e}")
+    if opts.weighting not in WEIGHTINGS:
+        errors.append(f"weighting: {opts.weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     if opts.tag_position not in TAG_POSITIONS:
         errors.append(f"tag_position: {opts.tag_position!r} is not one of {', '.join(TAG_POSITIONS)}")
     for kind in ("preset", "style"):
@@ -207,8 +211,10 @@ def available_sets(dirs: list[Path]) -> list[str]:
     return sorted(names)
 
 
-def load_prompt_set(name_or_path: str, dirs: list[Path]) -> PromptSet:
-    """Load a named set from `dirs` (conf/prompts/) or a YAML/CSV file path."""
+def load_prompt_set(name_or_path: str, dirs: list[Path], wildcards=None,
+                    job_seed: int = 0) -> PromptSet:
+    """Load a named set from `dirs` (conf/prompts/) or a YAML/CSV file path; with a
+    `WildcardSpec`, entries holding dynamicprompts syntax are expanded (wildcards.py)."""
     candidates = [Path(name_or_path)]
     for d in dirs:
         candidates += [d / f"{name_or_path}{ext}" for ext in (".yaml", ".yml", ".csv")]
@@ -219,6 +225,15 @@ def load_prompt_set(name_or_path: str, dirs: list[Path]) -> PromptSet:
                            ".yaml or .csv file"])
     raw = _read_csv(path) if path.suffix == ".csv" else _read_yaml(path)
     where = f"prompts ({path})"
+    if wildcards is not None:
+        from . import wildcards as W
+
+        try:
+            raw = W.expand(raw, wildcards, job_seed, where)
+        except ConfigError:
+            raise
+        except Exception as e:  # noqa: BLE001 - dynamicprompts' parse errors vary by release
+            raise ConfigError([f"{where}: cannot expand wildcards: {e}"]) from None
     entries = [_entry(r, where, i) for i, r in enumerate(raw)]
     if not entries:
         raise ConfigError([f"{where}: the prompt set is empty"])

@@ -30,7 +30,8 @@ HEAD_COLUMNS = [
     ("prompt_key", "string"), ("subject", "string"), ("character", "string"),
     ("series", "string"), ("prompt", "string"), ("negative_prompt", "string"),
     ("content_prompt", "string"), ("sampler", "string"), ("steps", "int32"), ("cfg", "float32"),
-    ("width", "int32"), ("height", "int32"), ("seed", "int64"),
+    ("width", "int32"), ("height", "int32"), ("seed", "int64"), ("weighting", "string"),
+    ("hires_scale", "float32"), ("hires_strength", "float32"), ("loras", "string"),
 ]
 TAIL_COLUMNS = [
     ("prompt_tokens", "int32"), ("image_path", "string"), ("image_sha256", "string"),
@@ -40,7 +41,9 @@ FIXED = {name for name, _ in HEAD_COLUMNS + TAIL_COLUMNS}
 
 
 def axis_type(levels) -> str:
-    """Arrow type of an axis column from its declared levels."""
+    """Arrow type of an axis column from its declared levels (`none` levels, which switch a
+    pass off, are nulls)."""
+    levels = [v for v in levels if not (v is None or str(v).lower() == "none")] or ["none"]
     if all(isinstance(v, bool) for v in levels):
         return "bool"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):

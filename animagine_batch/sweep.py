@@ -7,6 +7,7 @@ zip positions, then seeds. `task_id` is a content hash of everything that determ
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import itertools
@@ -18,8 +19,6 @@ from typing import Iterable, Iterator, NamedTuple
 from . import prompts as P
 from . import samplers
 from .config import JobSpec, parse_size
-
-WEIGHTING = "none"  # prompt-weighting mode; part of the task id
 
 
 class Task(NamedTuple):
@@ -45,10 +44,13 @@ class Task(NamedTuple):
     axes: tuple[tuple[str, object], ...]  # (axis name, declared level)
     quality_preset: str | None = None  # demo-app display names, for the PNG metadata
     style_preset: str | None = None
+    weighting: str = "a1111"  # a1111 | none
+    hires: tuple[float, float, str] | None = None  # (scale, strength, upscaler) or off
+    loras: tuple[tuple[str, float], ...] = ()  # (safetensors path, scale)
 
 
 class Unit(NamedTuple):
-    """Tasks sharing model, sampler, steps, cfg and size: one pipeline call."""
+    """Tasks sharing model, sampler, steps, cfg, size, hi-res pass and LoRAs: one batch."""
 
     unit_id: str
     model: str
@@ -57,6 +59,8 @@ class Unit(NamedTuple):
     cfg: float
     width: int
     height: int
+    hires: tuple[float, float, str] | None
+    loras: tuple[tuple[str, float], ...]
     tasks: tuple[Task, ...]
 
 
@@ -81,12 +85,39 @@ def _settings(spec: JobSpec, levels: dict) -> dict:
     }
     if "size" in levels:
         out["width"], out["height"] = parse_size(levels["size"])
+    hires = spec.hires
+    scale = levels.get("hires.scale", hires.scale)
+    out["hires"] = None if _off(scale) else (
+        float(scale), float(levels.get("hires.strength", hires.strength)), hires.upscaler)
+    loras = [(lo.path, lo.scale) for lo in spec.loras]
+    if "lora.path" in levels or "lora.scale" in levels:
+        first = loras[0] if loras else (None, 1.0)
+        path = levels.get("lora.path", first[0])
+        path = None if _off(path) else lora_file(str(path))
+        first = (path, float(levels.get("lora.scale", first[1])))
+        loras = [first, *loras[1:]] if loras else [first]
+    out["loras"] = tuple(lo for lo in loras if lo[0] is not None)
     return out
 
 
-def task_key(model_identity: str, prompt: str, negative: str, s: dict) -> str:
-    """Canonical JSON of a task without its seed (the seed is appended when hashing)."""
+@functools.lru_cache(maxsize=None)
+def lora_file(path: str) -> str:
+    """A `lora.path` level as a file path (`embedded:tiny` resolved)."""
+    from .loras import resolve
+
+    return resolve(path)
+
+
+def _off(value) -> bool:
+    return value is None or str(value).strip().lower() in ("none", "null", "off", "")
+
+
+def task_key(model_identity: str, prompt: str, negative: str, s: dict, weighting: str = "a1111",
+             lora_ids: dict | None = None) -> str:
+    """Canonical JSON of a task without its seed (the seed is appended when hashing). LoRAs
+    enter by content hash (`lora_ids` maps paths to identities) and scale."""
     sampler = samplers.get(s["sampler"])
+    hires = s.get("hires")
     return json.dumps(
         {
             "model": model_identity,
@@ -97,8 +128,10 @@ def task_key(model_identity: str, prompt: str, negative: str, s: dict) -> str:
             "steps": s["steps"],
             "cfg": s["cfg"],
             "sampler": [sampler.name, sampler.scheduler, dict(sampler.settings)],
-            "hires": None,
-            "weighting": WEIGHTING,
+            "hires": None if hires is None else {
+                "scale": hires[0], "strength": hires[1], "upscaler": hires[2]},
+            "weighting": weighting,
+            "loras": [[(lora_ids or {}).get(p, p), sc] for p, sc in s.get("loras", ())],
         },
         sort_keys=True,
         ensure_ascii=False,
@@ -152,7 +185,8 @@ def _bulk_allocation():
 
 def expand(spec: JobSpec, prompt_set: P.PromptSet, identities: dict[str, str]) -> list[Task]:
     """Every task of the job (or its seeded random sample). `identities` maps model config names
-    to their identity strings (hub id + revision, file hash, ...; see models.identity)."""
+    to their identity strings (hub id + revision, file hash, ...; see models.identity) and
+    `lora:<path>` to a LoRA file's identity."""
     with _bulk_allocation():
         return _expand(spec, prompt_set, identities)
 
@@ -181,19 +215,37 @@ def _expand(spec: JobSpec, prompt_set: P.PromptSet, identities: dict[str, str]) 
                                            style and style.name)
             built, preset_name, style_name = built
             s = _settings(spec, levels)
-            key = task_key(identities[s["model"]], built.prompt, built.negative, s)
+            lora_ids = {p: identities.get(f"lora:{p}", p) for p, _ in s["loras"]}
+            key = task_key(identities[s["model"]], built.prompt, built.negative, s,
+                           opts["weighting"], lora_ids)
             head = (s["model"], entry.key, entry.subject, entry.character, entry.series,
                     built.prompt, built.negative, built.content, s["sampler"], s["steps"],
                     s["cfg"], s["width"], s["height"])
-            tail = (tuple(levels.items()), preset_name, style_name)
+            tail = (tuple(levels.items()), preset_name, style_name, opts["weighting"],
+                    s["hires"], s["loras"])
             n = len(tasks)
             tasks.extend(make(Task, (tid, n + i, *head, seed, *tail))
                          for i, (tid, seed) in enumerate(zip(_seeded_ids(key, seeds), seeds)))
-    return tasks
+    return _unique(tasks)
+
+
+def _unique(tasks: list[Task]) -> list[Task]:
+    """Drop repeats of a task: axes that only matter together (hires.strength with the hi-res
+    pass off, lora.scale without a LoRA) make the same image twice. The first one is kept."""
+    if len({t.task_id for t in tasks}) == len(tasks):
+        return tasks
+    seen: set[str] = set()
+    out = []
+    for t in tasks:
+        if t.task_id not in seen:
+            seen.add(t.task_id)
+            out.append(t._replace(index=len(out)))
+    return out
 
 
 def units(tasks: Iterable[Task], batch_size: int) -> list[Unit]:
-    """Group tasks by (model, sampler, steps, cfg, size), models first, chunk by batch_size.
+    """Group tasks by (model, sampler, steps, cfg, size, hi-res pass, LoRAs), models first,
+    chunk by batch_size.
 
     Groups keep the order in which they first appear; a task keeps its expansion order inside
     its group, so the same pending tasks always give the same units.
@@ -205,7 +257,8 @@ def units(tasks: Iterable[Task], batch_size: int) -> list[Unit]:
 def _units(tasks: Iterable[Task], batch_size: int) -> list[Unit]:
     groups: dict[tuple, list[Task]] = {}
     model_rank: dict[str, int] = {}
-    group_key = operator.itemgetter(2, 10, 11, 12, 13, 14)  # model, sampler, steps, cfg, w, h
+    # model, sampler, steps, cfg, width, height, hires, loras
+    group_key = operator.itemgetter(2, 10, 11, 12, 13, 14, 20, 21)
     for t in tasks:
         key = group_key(t)
         members = groups.get(key)

@@ -165,7 +165,8 @@ def find_preset(presets: tuple[Preset, ...], name: str) -> Preset | None:
 
 
 def split_tags(text: str) -> list[str]:
-    """Split a comma-separated tag string, ignoring commas escaped or inside brackets."""
+    """Split a comma-separated tag string, ignoring commas escaped or inside brackets (and
+    inside `{a, b|c}` variants of dynamicprompts syntax)."""
     parts, depth, buf, i = [], 0, [], 0
     while i < len(text):
         ch = text[i]
@@ -173,9 +174,9 @@ def split_tags(text: str) -> list[str]:
             buf.append(text[i : i + 2])
             i += 2
             continue
-        if ch in "([":
+        if ch in "([{":
             depth += 1
-        elif ch in ")]" and depth:
+        elif ch in ")]}" and depth:
             depth -= 1
         if ch == "," and depth == 0:
             parts.append("".join(buf).strip())

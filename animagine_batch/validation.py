@@ -11,8 +11,9 @@ from pathlib import Path
 
 from . import prompts as P
 from . import samplers
-from .config import (AXES, RUNNERS, SEED_LIMIT, TOP_KEYS, GenerationSpec, JobSpec, ModelSpec,
-                     OutputSpec, RunnerSpec, SweepSpec, count_tasks, parse_size)
+from .config import (AXES, HIRES_SCALE, RUNNERS, SEED_LIMIT, TOP_KEYS, UPSCALERS,
+                     GenerationSpec, HiresSpec, JobSpec, LoraSpec, ModelSpec, OutputSpec,
+                     RunnerSpec, SweepSpec, WildcardSpec, count_tasks, hires_side, parse_size)
 from .errors import ConfigError
 from .scorers import registry
 
@@ -85,6 +86,111 @@ def _check_level(c: _Collector, key: str, axis: str, value, spec_models: dict, s
     elif axis in P.PROMPT_FIELDS:
         for problem in P.check_options(P.PromptOptions(**{axis: str(value)})):
             c.add(key, problem.split(": ", 1)[1])
+    elif axis == "hires.scale":
+        if not is_off(value) and not _number_in(value, *HIRES_SCALE):
+            c.add(key, f"{value!r} must be none (no hi-res pass) or a number from "
+                  f"{HIRES_SCALE[0]} to {HIRES_SCALE[1]}")
+    elif axis == "hires.strength":
+        if not _number_in(value, 0.0, 1.0) or value == 0:
+            c.add(key, f"{value!r} must be a number in (0, 1]")
+    elif axis == "lora.path":
+        if not is_off(value):
+            problem = check_lora_path(str(value))
+            if problem:
+                c.add(key, problem)
+    elif axis == "lora.scale":
+        if not _number_in(value, -10.0, 10.0):
+            c.add(key, f"{value!r} must be a number from -10 to 10")
+
+
+def is_off(value) -> bool:
+    """`none`/null levels switch an optional pass (hi-res, LoRA) off."""
+    return value is None or str(value).strip().lower() in ("none", "null", "off", "")
+
+
+def _number_in(value, low: float, high: float) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value) and low <= value <= high)
+
+
+def check_lora_path(path: str) -> str | None:
+    """Why a LoRA file cannot be used, or None."""
+    from .loras import resolve
+
+    try:
+        p = Path(resolve(path)).expanduser()
+    except ValueError as e:
+        return str(e)
+    if p.suffix.lower() != ".safetensors":
+        return (f"{path} is not a .safetensors file; LoRA weights are loaded from safetensors "
+                "only (pickle files can run code when loaded)")
+    if not p.is_file():
+        return f"LoRA file {path} does not exist"
+    return None
+
+
+def _parse_hires(c: _Collector, raw) -> HiresSpec:
+    spec = c.section(raw, "hires", HiresSpec)
+    scale = None if is_off(spec.scale) else spec.scale
+    if scale is not None:
+        _check_level(c, "hires.scale", "hires.scale", scale, {}, [])
+    _check_level(c, "hires.strength", "hires.strength", spec.strength, {}, [])
+    if spec.upscaler not in UPSCALERS:
+        c.add("hires.upscaler", f"{spec.upscaler!r} is not one of {', '.join(UPSCALERS)}")
+    return HiresSpec(scale=float(scale) if scale is not None else None,
+                     strength=float(spec.strength) if _number_in(spec.strength, 0, 1) else 0.55,
+                     upscaler=spec.upscaler)
+
+
+def _parse_loras(c: _Collector, raw) -> tuple[LoraSpec, ...]:
+    if raw in (None, "none"):
+        return ()
+    if not isinstance(raw, (list, tuple)):
+        c.add("loras", "must be a list of {path, scale}")
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {"path": item}
+        if not isinstance(item, dict) or "path" not in item:
+            c.add(f"loras[{i}]", "must be a mapping with path (a .safetensors file) and scale")
+            continue
+        lora = c.section(item, f"loras[{i}]", LoraSpec, LoraSpec(path=str(item["path"])))
+        problem = check_lora_path(str(lora.path))
+        if problem:
+            c.add(f"loras[{i}].path", problem)
+        _check_level(c, f"loras[{i}].scale", "lora.scale", lora.scale, {}, [])
+        path = str(lora.path) if problem else _resolved_lora(str(lora.path))
+        out.append(LoraSpec(path=path, scale=float(lora.scale)
+                            if _number_in(lora.scale, -10, 10) else 1.0))
+    return tuple(out)
+
+
+def _resolved_lora(path: str) -> str:
+    from .loras import resolve
+
+    return resolve(path)
+
+
+def _parse_wildcards(c: _Collector, raw, prompt_dirs: list[Path]) -> WildcardSpec:
+    """A relative folder that is not found from the working directory is looked up among the
+    packaged wildcard folders (conf/wildcards/<folder>)."""
+    spec = c.section(raw, "wildcards", WildcardSpec)
+    if spec.folder is not None and not Path(spec.folder).expanduser().is_dir():
+        for d in prompt_dirs:
+            packaged = d.parent / "wildcards" / str(spec.folder)
+            if packaged.is_dir():
+                spec = WildcardSpec(**{**spec.__dict__, "folder": str(packaged)})
+                break
+    if spec.mode not in ("combinatorial", "random"):
+        c.add("wildcards.mode", f"{spec.mode!r} is not one of combinatorial, random")
+    if spec.variants is not None:
+        _check_int(c, "wildcards.variants", spec.variants, 1)
+    if spec.seed is not None:
+        _check_int(c, "wildcards.seed", spec.seed, 0)
+    if spec.folder is not None and not Path(spec.folder).expanduser().is_dir():
+        c.add("wildcards.folder", f"{spec.folder} is not a folder (of <name>.txt wildcard files)")
+    return spec
 
 
 def _parse_axes(c: _Collector, raw, key: str) -> tuple[tuple[str, tuple], ...]:
@@ -131,6 +237,8 @@ def parse_model(raw: dict, name: str, key: str, c: _Collector) -> ModelSpec:
     spec = c.section({"name": name, **(raw or {})}, key, ModelSpec)
     if not (spec.id or spec.path or spec.embedded):
         c.add(key, "needs one of id (hub id), path (local folder or .safetensors file) or embedded")
+    if not isinstance(spec.allow_pickle, bool):
+        c.add(f"{key}.allow_pickle", f"{spec.allow_pickle!r} is not true or false")
     return spec
 
 
@@ -198,6 +306,12 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
                        "runner", RunnerSpec)
     if runner.name not in RUNNERS:
         c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(RUNNERS)}")
+    try:
+        from .accel import options
+
+        options(runner)
+    except ConfigError as e:
+        c.problems += e.problems
     output = c.section(raw.get("output"), "output", OutputSpec)
     if not (isinstance(output.png_compress_level, int) and 0 <= output.png_compress_level <= 9):
         c.add("output.png_compress_level", "must be an integer 0-9")
@@ -236,6 +350,12 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
             models[level] = parse_model(model_configs[level], level, f"model config {level}", c)
     known_models = {**{n: None for n in model_configs}, model.name: None}
 
+    hires = _parse_hires(c, raw.get("hires"))
+    loras = _parse_loras(c, raw.get("loras"))
+    wildcards = _parse_wildcards(c, raw.get("wildcards"), prompt_dirs)
+    if "lora.scale" in axes and "lora.path" not in axes and not loras:
+        c.add("sweep", "lora.scale is an axis but no LoRA is set: add loras: [{path: ...}] or "
+              "a lora.path axis")
     sizes: list = []
     for field_name in ("sampler", "steps", "cfg", "width", "height"):
         if field_name in axes or (field_name in ("width", "height") and "size" in axes):
@@ -254,12 +374,21 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
         elif not lo <= v <= hi:
             c.add(key, f"{v} is outside {lo}-{hi}, the sizes the model(s) "
                   f"{', '.join(sorted(models))} accept")
+    scales = [v for v in (sweep.levels("hires.scale") if "hires.scale" in axes else [hires.scale])
+              if not is_off(v) and _number_in(v, *HIRES_SCALE)]
+    if scales and sizes and not c.problems:
+        big = max(v for _, v in sizes)
+        final = hires_side(big, max(scales))
+        if final > hi:
+            c.add("hires.scale", f"{max(scales)} upscales {big} px to {final} px, more than "
+                  f"{hi} px, the largest size the model(s) {', '.join(sorted(models))} accept")
 
     scorers = _parse_scorers(c, raw.get("scorers"), raw.get("scorer"), scorer_configs)
     prompts_name = str(raw.get("prompts") or "")
     n_prompts = 0
     try:
-        n_prompts = len(P.load_prompt_set(prompts_name, prompt_dirs).entries)
+        n_prompts = len(P.load_prompt_set(prompts_name, prompt_dirs, wildcards,
+                                          sweep.seeds[0]).entries)
     except ConfigError as e:
         c.problems += e.problems
     max_tasks = _check_int(c, "max_tasks", raw.get("max_tasks", 100_000), 1) or 100_000
@@ -271,4 +400,5 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
         raise ConfigError(c.problems)
     return JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
                    model=model, models=models, scorers=scorers,
-                   runner=runner, output=output, max_tasks=max_tasks)
+                   runner=runner, output=output, max_tasks=max_tasks, hires=hires, loras=loras,
+                   wildcards=wildcards)

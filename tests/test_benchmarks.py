@@ -18,3 +18,22 @@ def test_scale_benchmark_quick_runs_and_reports_json():
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["plan"]["tasks"] == 66 * 100 * 16 and result["resume"]["pending"] == 0
     assert result["analysis"]["rows"] == 100_000 and result["analysis"]["comparisons"] == 8
+
+
+def test_gpu_throughput_quick_runs_both_paths_and_reports_json():
+    r = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--quick"], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "gpu_throughput" and result["quick"] is True
+    assert {"device", "packages", "baseline", "framework", "accel", "overlap", "scorers",
+            "floor_images_per_s", "best", "targets", "total_s"} <= set(result)
+    assert result["model"] == "tiny" and result["steps"] == 4 and result["width"] == 64
+    base = result["baseline"]
+    assert base["images"] == 3 and base["images_per_s"] > 0  # the plain diffusers path ran
+    assert set(result["framework"]) == {"1", "4"}  # the framework path ran at each batch size
+    for run in result["framework"].values():
+        assert run["images"] == run["ok"] == run["pngs"] == run["scored"] == 4
+        assert run["images_per_s"] > 0 and run["vs_baseline"] > 0 and run["of_floor"] > 0
+    assert result["accel"]["optimised"] and result["accel"]["fused_qkv"] and result["overlap"]
+    assert result["floor_images_per_s"] == 2.06 and result["targets"]["met"] is None

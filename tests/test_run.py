@@ -113,10 +113,11 @@ def test_long_prompts_warn_with_the_task(tmp_path):
     ps = tmp_path / "long.yaml"
     ps.write_text("- {id: long, subject: 1girl, tags: [" + ", ".join(f"tag{i}" for i in range(60))
                   + "]}\n")
-    r = run_cli("run", "jobs/demo.yaml", "--dry-run", f"prompts={ps}", f"output.root={tmp_path}")
+    r = run_cli("run", "jobs/demo.yaml", "--dry-run", f"prompts={ps}", f"output.root={tmp_path}",
+                "prompt.weighting=none")
     assert r.returncode == 0, r.stderr
     assert "warning: task " in r.stdout and "(long, seed 0): prompt has" in r.stdout
-    assert "the text encoders see the first 75" in r.stdout
+    assert "with weighting none the text encoders see the first 75" in r.stdout
 
 
 def test_table_command(demo_run, tmp_path):

@@ -1,25 +1,34 @@
-"""The in-process reference runner: one worker, one pipeline at a time."""
+"""The in-process reference runner: one worker, one pipeline at a time. With `runner.overlap`
+(default: on CUDA) PNG encoding and scoring of a unit overlap the next unit's generation
+(`overlap.py`); results and their order are the same either way."""
 
 from __future__ import annotations
 
 from typing import Iterator
 
-from ..generate import UnitResult
+from .. import accel
+from ..generate import UnitResult, resolve_device
 from ..sweep import Unit
 from .base import WorkerContext
+from .overlap import overlapped
 from .worker import Worker
 
 
 class LocalRunner:
     def __init__(self):
         self.worker: Worker | None = None
+        self.overlap = False
 
     def start(self, ctx: WorkerContext, first_model: str) -> None:
         """Scorers first (loaded once per worker), then the first pipeline."""
+        self.overlap = accel.overlap(ctx.runner, resolve_device(ctx.runner)[0])
         self.worker = Worker(ctx, ctx.runner.threads)
         self.worker.use(first_model)
 
     def run(self, units: list[Unit]) -> Iterator[UnitResult]:
+        if self.overlap:
+            yield from overlapped(self.worker, units)
+            return
         for unit in units:
             yield self.worker(unit)
 

@@ -1,0 +1,183 @@
+"""GPU optimisations of a loaded SDXL pipeline, driven by the runner's options.
+
+`apply(pipe, runner, device, dtype)` runs once, right after the pipeline is loaded. Options
+(`runner.*`, conf/runner/*.yaml):
+
+- `optimise`: `auto` (default) optimises on CUDA devices and leaves a CPU pipeline exactly as
+  loaded (same image bytes); `on` applies the same steps on any device; `none` never.
+- `compile`: `auto` (default) compiles the UNet when optimising on a CUDA GPU with bf16 tensor
+  cores (compute capability 8.0+) and Triton installed; `true` / `false` force it.
+- `overlap`: `auto` (default: on CUDA) lets the local runner encode PNGs and score unit N on a
+  background thread while unit N+1 generates (`runners/overlap.py`).
+
+Steps when optimising:
+
+1. Attention through PyTorch's `scaled_dot_product_attention`: `AttnProcessor2_0` is diffusers'
+   default whenever torch has SDPA; a model that came with another processor is switched to it.
+2. Fused QKV projections (`pipe.fuse_qkv_projections()`): one matrix product instead of three
+   in every self-attention of the UNet and VAE (two in cross-attention). The fused layers are
+   copies, so a LoRA loaded afterwards would be ignored by them: `loras.LoraAdapters` unfuses
+   before it loads one.
+3. `channels_last` memory format for the UNet and VAE (cuDNN's fastest convolution layout on
+   tensor cores) and cuDNN autotuning (`torch.backends.cudnn.benchmark`) on CUDA.
+4. A VAE precision that cannot overflow. The standard SDXL VAE overflows in float16 (decoder
+   activations beyond float16's maximum of 65504 become inf, then NaN: black images), which is
+   why diffusers upcasts it to float32 for every decode when `force_upcast` is set. bfloat16
+   has float32's exponent range (up to ~3e38), so it cannot overflow where float32 does not:
+   the VAE runs in the pipeline's dtype when that is bfloat16 or float32, and in bfloat16 (or
+   float32 on GPUs without bf16) under a float16 pipeline, with latents cast on the way in.
+   With `dtype: auto` an optimised CUDA pipeline is bfloat16 throughout (`gpu_dtype`).
+5. `torch.compile` of the UNet's forward, inductor's default mode, shapes static at first and
+   made dynamic by torch on the first new batch size (so batch 1, 4 and 8 cost two compiles,
+   not three). Not `reduce-overhead`: CUDA graphs remove kernel-launch overhead, which at
+   1024x1024 is a few percent of a step that is compute-bound, and they hold a private memory
+   pool per shape. Not `max-autotune(-no-cudagraphs)`: autotuning every matrix product and
+   convolution adds minutes per shape for little over cuBLAS/cuDNN at these sizes. Each new
+   shape (batch size, resolution) costs a compile of about a minute, so short jobs gain
+   nothing: set `compile: false` for them. Under `compile: auto` a compilation error falls
+   back to eager with a warning; under `true` it fails the unit.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+OPTIMISE = ("auto", "on", "none")
+SWITCH = ("auto", "true", "false")
+
+
+def _switch(value, key: str) -> str:
+    """A compile/overlap option as `auto`, `true` or `false` (YAML booleans accepted)."""
+    text = str(value).strip().lower()  # str(True) == "True"
+    if text not in SWITCH:
+        from .errors import ConfigError
+
+        raise ConfigError(f"runner.{key}: {value!r} is not one of auto, true, false")
+    return text
+
+
+def options(runner) -> dict[str, str]:
+    """The runner's optimisation options, checked (ConfigError on a bad value)."""
+    optimise = str(getattr(runner, "optimise", "auto")).strip().lower()
+    if optimise not in OPTIMISE:
+        from .errors import ConfigError
+
+        raise ConfigError(f"runner.optimise: {optimise!r} is not one of {', '.join(OPTIMISE)}")
+    return {"optimise": optimise, "compile": _switch(getattr(runner, "compile", "auto"), "compile"),
+            "overlap": _switch(getattr(runner, "overlap", "auto"), "overlap")}
+
+
+def _is_cuda(device) -> bool:
+    return str(device).startswith("cuda")
+
+
+def active(runner, device) -> bool:
+    """Whether `apply` changes the pipeline on this device."""
+    mode = options(runner)["optimise"]
+    return mode == "on" or (mode == "auto" and _is_cuda(device))
+
+
+def gpu_dtype(runner, device):
+    """The torch dtype `dtype: auto` means on an accelerator: bfloat16 when optimising on a GPU
+    with bf16 support, else float16."""
+    import torch
+
+    if active(runner, device) and _is_cuda(device) and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def overlap(runner, device) -> bool:
+    """Whether the local runner overlaps post-processing with generation."""
+    value = options(runner)["overlap"]
+    return value == "true" or (value == "auto" and _is_cuda(device))
+
+
+def vae_dtype(dtype, device):
+    """The VAE's dtype under a pipeline of `dtype`: one that cannot overflow (see module doc)."""
+    import torch
+
+    if dtype != torch.float16:
+        return dtype
+    if _is_cuda(device) and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _compile_wanted(value: str, device) -> bool:
+    if value != "auto":
+        return value == "true"
+    if not _is_cuda(device):
+        return False
+    import importlib.util
+
+    import torch
+
+    return torch.cuda.get_device_capability(device)[0] >= 8 and \
+        importlib.util.find_spec("triton") is not None
+
+
+class CompiledOrEager:
+    """The UNet's forward: the compiled one, or eager from the first compilation error on when
+    `fallback` is set (a warning names the error)."""
+
+    def __init__(self, compiled, eager, fallback: bool):
+        self.compiled, self.eager, self.fallback = compiled, eager, fallback
+        self.error: str | None = None
+
+    def __call__(self, *args, **kwargs):
+        if self.error is None:
+            import torch._dynamo.exc as dynamo_exc
+
+            try:
+                return self.compiled(*args, **kwargs)
+            except dynamo_exc.TorchDynamoException as e:
+                if not self.fallback:
+                    raise
+                self.error = f"{type(e).__name__}: {str(e)[:300]}"
+                warnings.warn(f"torch.compile of the UNet failed, running eager: {self.error}",
+                              RuntimeWarning, stacklevel=2)
+        return self.eager(*args, **kwargs)
+
+
+def _cast_input(fn, dtype):
+    def cast(z, *args, **kwargs):
+        return fn(z.to(dtype), *args, **kwargs)
+
+    cast.__wrapped__ = fn
+    return cast
+
+
+def apply(pipe, runner, device, dtype) -> dict:
+    """Optimise a loaded pipeline in place (see the module doc); returns what was done."""
+    done: dict = {"optimised": False}
+    opts = options(runner)
+    if not active(runner, device):
+        return done
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    if any(type(p).__name__ not in ("AttnProcessor2_0", "FusedAttnProcessor2_0")
+           for p in pipe.unet.attn_processors.values()):
+        pipe.unet.set_attn_processor(AttnProcessor2_0())
+    pipe.fuse_qkv_projections()
+    pipe.unet.to(memory_format=torch.channels_last)
+    pipe.vae.to(memory_format=torch.channels_last)
+    vae = vae_dtype(dtype, device)
+    if vae != pipe.vae.dtype:
+        pipe.vae.to(dtype=vae)
+        pipe.vae.decode = _cast_input(pipe.vae.decode, vae)
+    if _is_cuda(device):
+        torch.backends.cudnn.benchmark = True
+    done.update(optimised=True, dtype=str(dtype).removeprefix("torch."),
+                vae_dtype=str(vae).removeprefix("torch."), attention="sdpa", fused_qkv=True,
+                channels_last=True, compiled=False)
+    if _compile_wanted(opts["compile"], device):
+        import torch._inductor.config as inductor
+
+        inductor.conv_1x1_as_mm = True  # 1x1 convolutions as matrix products: fusable epilogues
+        eager = pipe.unet.forward
+        pipe.unet.forward = CompiledOrEager(torch.compile(eager), eager,
+                                            fallback=opts["compile"] == "auto")
+        done["compiled"] = True
+    return done

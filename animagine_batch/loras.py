@@ -1,0 +1,65 @@
+"""LoRA adapters on a loaded pipeline: each file is loaded once (diffusers' PEFT backend), then
+units switch between adapter sets and scales without reloading the base model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+EMBEDDED_PREFIX = "embedded:"
+
+
+def resolve(path: str) -> str:
+    """`embedded:tiny` (or `embedded:tiny-seedN`) names the offline tiny LoRA, built on first
+    use; any other value is a file path."""
+    text = str(path)
+    if not text.startswith(EMBEDDED_PREFIX):
+        return text
+    name = text[len(EMBEDDED_PREFIX):]
+    seed = 0
+    if name.startswith("tiny-seed") and name[9:].isdigit():
+        name, seed = "tiny", int(name[9:])
+    if name != "tiny":
+        raise ValueError(f"unknown embedded LoRA {text!r}; allowed: embedded:tiny, "
+                         "embedded:tiny-seedN")
+    from .offline_lora import ensure_lora
+
+    return str(ensure_lora(seed))
+
+
+class LoraAdapters:
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.names: dict[str, str] = {}  # path -> adapter name
+        self.active: tuple = ()
+
+    def use(self, loras: tuple[tuple[str, float], ...]) -> bool:
+        """Make exactly `loras` ((path, scale), ...) active; True when anything changed."""
+        loras = tuple(loras)
+        if loras == self.active:
+            return False
+        if not loras:
+            self.pipe.disable_lora()
+        else:
+            for path, _ in loras:
+                if path not in self.names:
+                    self._load(path)
+            self.pipe.enable_lora()
+            self.pipe.set_adapters([self.names[p] for p, _ in loras],
+                                   adapter_weights=[float(s) for _, s in loras])
+        self.active = loras
+        return True
+
+    def _load(self, path: str) -> None:
+        p = Path(path).expanduser()
+        if p.suffix.lower() != ".safetensors":
+            raise ValueError(f"LoRA {path}: only .safetensors files are loaded")
+        # fused QKV attention (accel.py) reads copies in `to_qkv` and would bypass the LoRA
+        # layers that patch `to_q`, `to_k` and `to_v`: go back to the separate projections
+        if getattr(self.pipe, "fusing_unet", False) or getattr(self.pipe, "fusing_vae", False):
+            self.pipe.unfuse_qkv_projections()
+        elif getattr(self.pipe.unet, "original_attn_processors", None) is not None:
+            self.pipe.unet.unfuse_qkv_projections()
+        name = f"lora{len(self.names)}"
+        self.pipe.load_lora_weights(str(p.parent), weight_name=p.name, adapter_name=name,
+                                    use_safetensors=True)
+        self.names[path] = name

@@ -1,0 +1,209 @@
+"""Prompt weighting: A1111 emphasis syntax and long prompts on both SDXL text encoders.
+
+`parse` reads the A1111 syntax into segments of (text, weight) fragments; `SDXLPromptEncoder`
+turns prompts into the embeddings `StableDiffusionXLPipeline` accepts (`prompt_embeds`,
+`pooled_prompt_embeds` and their negatives).
+
+The parser is written here because no maintained library reads A1111's syntax: compel (which
+does the embedding work) has its own syntax (`(x)1.2`, `x++`), so A1111 prompts would need
+rewriting into it, with escaping pitfalls. Instead the parsed fragments and weights go straight
+to compel's `EmbeddingsProvider`, which tokenizes them, splits long prompts into 75-token
+chunks (at a comma where it can, so a tag is never cut in half), encodes every chunk and
+applies the weights. compel's weighting: a weight above 1 scales a token's offset from the
+empty-prompt embedding; a weight below 1 blends towards the prompt with that fragment masked
+out. The pooled embedding comes from the first chunk, unweighted, as A1111 and ComfyUI do.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+
+ROUND, SQUARE = 1.1, 1 / 1.1
+# tokens of A1111's grammar: escapes, brackets, an explicit weight closing a round bracket,
+# plain text, and a lone colon (literal text outside a weight)
+_TOKEN = re.compile(r"\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|"
+                    r"[^\\()\[\]:]+|:")
+_BREAK = re.compile(r"\s*\bBREAK\b\s*")
+BREAK = None  # segment separator inside `parse_fragments`' output
+
+
+def parse_fragments(text: str) -> list[tuple[str | None, float]]:
+    """A1111 prompt -> [(text, weight)], with (None, -1) where `BREAK` starts a new chunk.
+
+    `(x)` multiplies by 1.1, `[x]` divides by 1.1, `(x:1.3)` sets 1.3 times, nesting multiplies,
+    `\\(` and `\\)` are literal parentheses, unclosed brackets apply to the end of the prompt.
+    Neighbouring fragments of equal weight are merged.
+    """
+    out: list[list] = []
+    rounds: list[int] = []
+    squares: list[int] = []
+
+    def scale(start: int, factor: float) -> None:
+        for frag in out[start:]:
+            if frag[0] is not None:
+                frag[1] *= factor
+
+    for m in _TOKEN.finditer(text):
+        tok, weight = m.group(0), m.group(1)
+        if tok.startswith("\\") and len(tok) == 2:
+            out.append([tok[1], 1.0])
+        elif tok == "\\":
+            out.append(["\\", 1.0])
+        elif tok == "(":
+            rounds.append(len(out))
+        elif tok == "[":
+            squares.append(len(out))
+        elif weight is not None and rounds:
+            try:
+                scale(rounds.pop(), float(weight))
+            except ValueError:
+                out.append([tok, 1.0])
+        elif tok == ")" and rounds:
+            scale(rounds.pop(), ROUND)
+        elif tok == "]" and squares:
+            scale(squares.pop(), SQUARE)
+        else:
+            for i, part in enumerate(_BREAK.split(tok)):
+                if i:
+                    out.append([BREAK, -1.0])
+                out.append([part, 1.0])
+    for start in rounds:
+        scale(start, ROUND)
+    for start in squares:
+        scale(start, SQUARE)
+    merged: list[list] = []
+    for frag in out:
+        if frag[0] == "":
+            continue
+        if merged and frag[0] is not None and merged[-1][0] is not None \
+                and merged[-1][1] == frag[1]:
+            merged[-1][0] += frag[0]
+        else:
+            merged.append(frag)
+    return [(t, round(w, 6) if t is not None else w) for t, w in merged]
+
+
+def parse(text: str) -> list[list[tuple[str, float]]]:
+    """A1111 prompt -> segments (split at `BREAK`) of (text, weight) fragments."""
+    segments: list[list[tuple[str, float]]] = [[]]
+    for t, w in parse_fragments(text):
+        if t is None:
+            segments.append([])
+        else:
+            segments[-1].append((t, w))
+    return [s for s in segments if s] or [[("", 1.0)]]
+
+
+def plain_text(text: str) -> str:
+    """The prompt as the text encoders read it: brackets and weights removed."""
+    return " BREAK ".join("".join(t for t, _ in seg) for seg in parse(text))
+
+
+class SDXLPromptEncoder:
+    """Embeddings for A1111-syntax prompts on an SDXL pipeline's two text encoders.
+
+    A prompt of n chunks gives `prompt_embeds` of n x 77 positions; a prompt and its negative
+    are padded with empty-prompt chunks to the same length, so a task's embeddings never depend
+    on the other prompts in its batch (`encode_pair` returns the length; callers batch only
+    pairs of equal length). Results are cached per text: sweeps repeat prompts many times.
+    """
+
+    def __init__(self, pipe, cache_size: int = 256):
+        from compel.embeddings_provider import (EmbeddingsProvider, ReturnedEmbeddingsType,
+                                                SplitLongTextMode)
+
+        self.device = pipe.text_encoder_2.device
+        self.providers = [
+            EmbeddingsProvider(tokenizer=tok, text_encoder=enc, truncate=False,
+                               returned_embeddings_type=ReturnedEmbeddingsType
+                               .PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
+                               split_long_text_mode=SplitLongTextMode.PHRASES,
+                               device=self.device)
+            for tok, enc in ((pipe.tokenizer, pipe.text_encoder),
+                             (pipe.tokenizer_2, pipe.text_encoder_2))]
+        self.cache: OrderedDict = OrderedDict()
+        self.cache_size = cache_size
+        self._empty_chunk = None
+
+    def _segment(self, fragments: list[tuple[str, float]]):
+        import torch
+
+        texts, weights = [t for t, _ in fragments], [w for _, w in fragments]
+        parts = [p.get_embeddings_for_weighted_prompt_fragments([texts], [weights],
+                                                                device=self.device)[0]
+                 for p in self.providers]
+        n = max(x.shape[0] for x in parts)
+        parts = [self._pad_to(x, n) if x.shape[0] < n else x for x in parts]
+        return torch.cat(parts, dim=-1)
+
+    def _pooled(self, fragments: list[tuple[str, float]]):
+        p = self.providers[1]
+        ids, _, _ = p.get_token_ids_and_expand_weights([t for t, _ in fragments],
+                                                       [w for _, w in fragments], self.device)
+        out = p.text_encoder(ids[: p.max_token_count].unsqueeze(0), return_dict=True)
+        return out.text_embeds[0]
+
+    def empty_chunk(self):
+        """The 77 x (dim1 + dim2) embedding of the empty prompt, used as padding."""
+        import torch
+
+        if self._empty_chunk is None:
+            self._empty_chunk = torch.cat(
+                [p.get_embeddings_for_weighted_prompt_fragments([[""]], [[1.0]],
+                                                                device=self.device)[0]
+                 for p in self.providers], dim=-1)
+        return self._empty_chunk
+
+    def _pad_to(self, x, n: int):
+        """Pad one encoder's embedding with its own empty-prompt chunks to n positions."""
+        import torch
+
+        p = next(p for p in self.providers if p.text_encoder.config.hidden_size == x.shape[-1])
+        empty = p.get_embeddings_for_weighted_prompt_fragments([[""]], [[1.0]],
+                                                               device=self.device)[0]
+        reps = (n - x.shape[0]) // empty.shape[0]
+        return torch.cat([x, empty.repeat(reps, 1)], dim=0)
+
+    def encode(self, text: str):
+        """(embeds [n*77, dim], pooled [dim2]) of one prompt."""
+        import torch
+
+        hit = self.cache.get(text)
+        if hit is not None:
+            self.cache.move_to_end(text)
+            return hit
+        with torch.no_grad():
+            segments = parse(text)
+            embeds = torch.cat([self._segment(seg) for seg in segments], dim=0)
+            pooled = self._pooled(segments[0])
+        self.cache[text] = (embeds, pooled)
+        if len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return embeds, pooled
+
+    def encode_pair(self, prompt: str, negative: str) -> tuple[int, tuple]:
+        """(positions, (embeds, pooled, negative embeds, negative pooled)) of one task. An empty
+        negative is encoded as the empty prompt, as the pipeline does for `negative_prompt=""`."""
+        import torch
+
+        pos, pos_pooled = self.encode(prompt)
+        neg, neg_pooled = self.encode(negative)
+        n = max(pos.shape[0], neg.shape[0])
+        pad = self.empty_chunk()
+
+        def fit(x):
+            if x.shape[0] == n:
+                return x
+            return torch.cat([x, pad.repeat((n - x.shape[0]) // pad.shape[0], 1)], dim=0)
+
+        return n, (fit(pos), pos_pooled, fit(neg), neg_pooled)
+
+    @staticmethod
+    def stack(pairs: list[tuple]) -> dict:
+        """Pipeline keyword arguments for a batch of `encode_pair` results of equal length."""
+        import torch
+
+        names = ("prompt_embeds", "pooled_prompt_embeds", "negative_prompt_embeds",
+                 "negative_pooled_prompt_embeds")
+        return {name: torch.stack([p[i] for p in pairs]) for i, name in enumerate(names)}

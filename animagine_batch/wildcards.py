@@ -1,0 +1,95 @@
+"""Wildcards and variants in dynamicprompts syntax, expanded when a prompt set is loaded.
+
+An entry whose fields hold `{a|b}`, `{2$$a|b|c}` or `__name__` (a line of `<folder>/name.txt`)
+becomes one entry per variant, with id `<id>~<n>`. Combinatorial mode yields every variant (or
+the first `variants`); random mode draws `variants` of them with a seed derived from the job and
+the entry, so rerunning a job gives the same prompts. Duplicate variants are dropped: two equal
+prompts would be the same task. The expanded prompts, not the templates, are what runs and
+what the results store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from .errors import ConfigError
+
+SYNTAX = re.compile(r"\{[^{}]*\}|__[\w./-]+__")
+WILDCARD = re.compile(r"__([\w./-]+)__")
+FIELD_SEP = "\x1f"  # joins an entry's fields into one template; never in prompt text
+FIELDS = ("subject", "character", "series", "tags")
+COMBINATORIAL_LIMIT = 100_000
+
+
+def has_syntax(text: str) -> bool:
+    return bool(SYNTAX.search(text))
+
+
+def _template(raw) -> str:
+    if isinstance(raw, str):
+        return FIELD_SEP * 3 + raw
+    tags = raw.get("tags") or ""
+    if isinstance(tags, (list, tuple)):
+        tags = ", ".join(str(t) for t in tags)
+    return FIELD_SEP.join("" if raw.get(f) is None else str(raw.get(f)) for f in FIELDS[:3]) \
+        + FIELD_SEP + str(tags)
+
+
+def _manager(spec):
+    from dynamicprompts.wildcards import WildcardManager
+
+    return WildcardManager(Path(spec.folder).expanduser()) if spec.folder else WildcardManager()
+
+
+def _check_wildcards(template: str, manager, spec, where: str) -> None:
+    names = sorted(set(WILDCARD.findall(template)))
+    if not names:
+        return
+    if not spec.folder:
+        raise ConfigError([f"{where} uses wildcard(s) {', '.join(f'__{n}__' for n in names)} but "
+                           "wildcards.folder is not set (a folder of <name>.txt files)"])
+    known = manager.get_collection_names()
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise ConfigError([f"{where} uses wildcard(s) {', '.join(f'__{n}__' for n in missing)} "
+                           f"not found in wildcards.folder {spec.folder}; available: "
+                           f"{', '.join(sorted(known)) or '(none)'}"])
+
+
+def entry_seed(job_seed: int, key: str) -> int:
+    digest = hashlib.sha256(f"animagine-batch|wildcards|{job_seed}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def expand(raw_entries: list, spec, job_seed: int, where: str) -> list:
+    """Raw prompt-set entries -> raw entries with every variant spelled out."""
+    from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPromptGenerator
+
+    if not any(has_syntax(_template(r)) for r in raw_entries if isinstance(r, (str, dict))):
+        return raw_entries
+    manager = _manager(spec)
+    out = []
+    for i, raw in enumerate(raw_entries):
+        if not isinstance(raw, (str, dict)) or not has_syntax(template := _template(raw)):
+            out.append(raw)
+            continue
+        base = raw.get("id") if isinstance(raw, dict) and raw.get("id") else None
+        if base is None and isinstance(raw, dict) and raw.get("character") \
+                and not has_syntax(str(raw["character"])):
+            base = str(raw["character"])
+        base = str(base or f"p{i:04d}")
+        _check_wildcards(template, manager, spec, f"{where}: entry {i}")
+        if spec.mode == "random":
+            gen = RandomPromptGenerator(manager, seed=entry_seed(job_seed if spec.seed is None
+                                                                 else spec.seed, base))
+            variants = gen.generate(template, spec.variants or 1)
+        else:
+            gen = CombinatorialPromptGenerator(manager)
+            variants = gen.generate(template, max_prompts=spec.variants or COMBINATORIAL_LIMIT)
+        for n, text in enumerate(dict.fromkeys(variants)):
+            fields = dict(zip(FIELDS, text.split(FIELD_SEP)))
+            item = {"id": f"{base}~{n}", **{k: v for k, v in fields.items() if v.strip()}}
+            out.append(item)
+    return out

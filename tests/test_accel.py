@@ -1,0 +1,185 @@
+"""GPU optimisations (accel.py) leave CPU runs unchanged; the overlapped local runner gives the
+same results, in the same order, as one unit at a time."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import REPO
+
+from animagine_batch import accel, models, sweep
+from animagine_batch import prompts as P
+from animagine_batch.config import ModelSpec, RunnerSpec
+from animagine_batch.errors import ConfigError
+from animagine_batch.generate import Generator
+from animagine_batch.runners.base import WorkerContext
+from animagine_batch.runners.local import LocalRunner
+from animagine_batch.scorers.registry import ScorerSpec
+
+TINY = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16, max_size=1024)
+TINY_B = ModelSpec(name="tiny_b", embedded="tiny", seed=1, id="embedded/tiny-sdxl-b", min_size=16,
+                   max_size=1024)
+
+
+@pytest.fixture(scope="module")
+def tasks(compose):
+    spec = compose("demo", "sweep.grid={}", "sweep.seeds=[21,22,23,24]", "generation.steps=2")
+    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+    return sweep.expand(spec, ps, {"tiny": "embedded:test"})
+
+
+def one_unit(tasks_):
+    return sweep.units(tasks_, 99)[0]
+
+
+def test_options_are_checked():
+    assert accel.options(RunnerSpec()) == {"optimise": "auto", "compile": "auto",
+                                           "overlap": "auto"}
+    assert accel.options(RunnerSpec(compile=True, overlap=False))["compile"] == "true"
+    for bad in (RunnerSpec(optimise="max"), RunnerSpec(compile="sometimes"),
+                RunnerSpec(overlap=3)):
+        with pytest.raises(ConfigError, match="runner"):
+            accel.options(bad)
+
+
+def test_auto_does_nothing_on_cpu(tiny_generator, tasks):
+    assert not accel.active(RunnerSpec(), "cpu") and accel.active(RunnerSpec(), "cuda:0")
+    assert not accel.overlap(RunnerSpec(), "cpu") and accel.overlap(RunnerSpec(), "cuda")
+    assert accel.vae_dtype(torch.float16, "cpu") == torch.float32
+    assert accel.vae_dtype(torch.bfloat16, "cuda") == torch.bfloat16
+    pipe = tiny_generator.pipe
+    assert tiny_generator.accel == {"optimised": False}
+    assert tiny_generator.dtype == torch.float32 and pipe.vae.dtype == torch.float32
+    assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
+    assert "forward" not in vars(pipe.unet) and "decode" not in vars(pipe.vae)
+    conv = pipe.unet.conv_in.weight
+    assert conv.is_contiguous() and not getattr(pipe, "fusing_unet", False)
+    # the same bytes as a pipeline the optimiser never saw
+    plain = Generator(TINY, models.identity(TINY), RunnerSpec(device="cpu", optimise="none"), "t")
+    unit = one_unit(tasks[:2])
+    assert plain(unit).pngs == tiny_generator(unit).pngs
+
+
+def test_on_optimises_a_cpu_pipeline_too(tiny_generator, tasks):
+    gen = Generator(TINY, models.identity(TINY),
+                    RunnerSpec(device="cpu", optimise="on", compile=False), "t")
+    pipe = gen.pipe
+    assert gen.accel["optimised"] and gen.accel["fused_qkv"] and not gen.accel["compiled"]
+    assert gen.accel["vae_dtype"] == "float32"  # no float16 anywhere: nothing to change
+    assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == \
+        {"FusedAttnProcessor2_0"}
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    unit = one_unit(tasks[:2])
+    a, b = gen(unit), tiny_generator(unit)
+    assert [r["status"] for r in a.rows] == ["ok", "ok"]
+    from test_generate import pixels
+
+    for x, y in zip(a.pngs, b.pngs):  # same image up to float rounding
+        assert np.abs(pixels(x) - pixels(y)).mean() < 1.0
+
+
+class FlakyScorer:
+    """Fails on any batch holding task `bad` (a post-processing error)."""
+
+    bad = None
+
+    def __call__(self, images, rows):
+        if any(r["task_id"] == self.bad for r in rows):
+            raise ValueError("scorer broke")
+        return {"flaky": [float(r["seed"]) for r in rows]}
+
+
+def run_local(units, overlap: bool):
+    conf = yaml.safe_load((REPO / "conf" / "scorer" / "tiny_aesthetic.yaml").read_text())
+    ctx = WorkerContext(job="t", models={"tiny": TINY, "tiny_b": TINY_B},
+                        identities={"tiny": models.identity(TINY), "tiny_b": models.identity(TINY_B)},
+                        runner=RunnerSpec(device="cpu", overlap=overlap),
+                        scorers=(ScorerSpec.make("tiny_aesthetic", conf),))
+    runner = LocalRunner()
+    runner.start(ctx, units[0].model)
+    assert runner.overlap is overlap
+    runner.worker.scorers += (FlakyScorer(),)
+    runner.worker.generator.scorers = runner.worker.scorers
+    try:
+        return list(runner.run(units))
+    finally:
+        runner.close()
+
+
+def test_overlapped_local_runner_gives_identical_results(tasks, monkeypatch):
+    monkeypatch.setenv("ANIMAGINE_BATCH_INJECT_FAULT", "seed=22")  # a generation error
+    monkeypatch.setattr(FlakyScorer, "bad", tasks[2].task_id)  # a scoring error
+    other = [t._replace(model="tiny_b", task_id=f"b{t.task_id}") for t in tasks[:4]]
+    units = sweep.units(tasks[:8], 2) + sweep.units(other, 2) + sweep.units(tasks[8:10], 2)
+    assert [u.model for u in units] == ["tiny"] * 4 + ["tiny_b"] * 2 + ["tiny"]
+    plain = run_local(units, False)
+    threads: list = []
+    finish = Generator.finish
+
+    def recording(self, staged):
+        threads.append(threading.current_thread().name)
+        return finish(self, staged)
+
+    monkeypatch.setattr(Generator, "finish", recording)
+    over = run_local(units, True)
+    assert len(threads) == len(units) and all(name.startswith("finish") for name in threads)
+    assert [r.unit_id for r in over] == [r.unit_id for r in plain] == [u.unit_id for u in units]
+    statuses = [[row["status"] for row in r.rows] for r in plain]
+    assert statuses == [["error"] * 2, ["error"] * 2] + [["error"] * 2, ["ok"] * 2] * 2 + [
+        ["error"] * 2]
+    assert plain[0].rows[0]["error"] == "RuntimeError: injected fault for seed 22"
+    assert plain[1].rows[0]["error"] == "scoring failed: ValueError: scorer broke"
+    for a, b in zip(plain, over):
+        assert a.pngs == b.pngs
+        strip = [{k: v for k, v in row.items() if k != "gen_seconds"} for row in a.rows]
+        assert strip == [{k: v for k, v in row.items() if k != "gen_seconds"} for row in b.rows]
+        assert all(row["gen_seconds"] > 0 for row in b.rows)
+
+
+def test_overlapped_runner_reports_a_failing_model_in_order(tasks):
+    broken = ModelSpec(name="broken", path="/nonexistent/model")
+    units = sweep.units(tasks[:4], 2) + sweep.units(
+        [t._replace(model="broken") for t in tasks[4:6]], 2) + sweep.units(tasks[6:8], 2)
+    ctx = WorkerContext(job="t", models={"tiny": TINY, "broken": broken},
+                        identities={"tiny": models.identity(TINY), "broken": "x"},
+                        runner=RunnerSpec(device="cpu", overlap=True))
+    runner = LocalRunner()
+    runner.start(ctx, "tiny")
+    got = []
+    with pytest.raises(ConfigError):
+        for result in runner.run(units):
+            got.append(result.unit_id)
+    runner.close()
+    assert got == [u.unit_id for u in units[:2]]
+
+
+def test_compile_falls_back_to_eager_only_under_auto():
+    import torch._dynamo.exc as dynamo_exc
+
+    class Broken(dynamo_exc.TorchDynamoException):
+        pass
+
+    def compiled(x):
+        raise Broken("no compiler here")
+
+    forward = accel.CompiledOrEager(compiled, lambda x: x + 1, fallback=True)
+    with pytest.warns(RuntimeWarning, match="running eager"):
+        assert forward(1) == 2
+    assert forward(2) == 3 and "Broken" in forward.error
+    with pytest.raises(Broken):
+        accel.CompiledOrEager(compiled, lambda x: x + 1, fallback=False)(1)
+
+
+def test_a_lora_loaded_after_fusing_unfuses_first():
+    from animagine_batch.offline_lora import ensure_lora
+
+    gen = Generator(TINY, models.identity(TINY),
+                    RunnerSpec(device="cpu", optimise="on", compile=False), "t")
+    pipe = gen.pipe
+    assert pipe.fusing_unet
+    gen.adapters.use(((str(ensure_lora()), 1.0),))
+    assert not pipe.fusing_unet
+    assert "FusedAttnProcessor2_0" not in {
+        type(p).__name__ for p in pipe.unet.attn_processors.values()}
