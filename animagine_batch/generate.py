@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import accel
-from . import __version__, loras, metadata, models, samplers, weighting
-from .config import PASS_AXES, ModelSpec, RunnerSpec, hires_side
+from . import __version__, metadata, models, passes, samplers, weighting
+from .config import PASS_AXES, ModelSpec, RunnerSpec
 from .sweep import Task, Unit
 
 
@@ -129,9 +129,7 @@ class Generator:
         self.pipe = models.load_pipeline(model, self.device, self.dtype)
         self.accel = accel.apply(self.pipe, runner, self.device, self.dtype)
         _PIPELINES.add(self.pipe)
-        self.encoder = weighting.SDXLPromptEncoder(self.pipe)
-        self.adapters = loras.LoraAdapters(self.pipe)
-        self._img2img = None
+        self.passes = passes.Passes(self.pipe)
         self._lora_hashes: dict[str, str] = {}
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = models.model_hash(model, identity)
@@ -144,7 +142,7 @@ class Generator:
 
         import torch
 
-        self.pipe = self._img2img = self.encoder = self.adapters = None
+        self.pipe = self.passes = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -169,67 +167,10 @@ class Generator:
             torch.cuda.empty_cache()
 
     def _generate(self, unit: Unit) -> np.ndarray:
-        import torch
-
         inject_fault(unit)
         sampler = samplers.get(unit.sampler)
         self.pipe.scheduler = samplers.build_scheduler(sampler, self.base_scheduler_config)
-        if self.adapters.use(unit.loras):
-            self.encoder.cache.clear()  # a LoRA may change the text encoders
-        images: list = [None] * len(unit.tasks)
-        for idx, prompt_args in self._prompt_batches(unit.tasks):
-            gens = [torch.Generator("cpu").manual_seed(unit.tasks[i].seed) for i in idx]
-            for i, image in zip(idx, self._run(unit, prompt_args, gens)):
-                images[i] = image
-        return np.stack(images)
-
-    def _prompt_batches(self, tasks):
-        """(task indices, prompt arguments) per pipeline call. `none` weighting passes the texts
-        (plain diffusers: brackets literal, truncated at 77 tokens); `a1111` passes embeddings,
-        one call per embedding length, so a task's conditioning never depends on its batch."""
-        groups: dict[tuple, list] = {}
-        for i, t in enumerate(tasks):
-            if t.weighting == "none":
-                groups.setdefault(("none",), []).append((i, None))
-            else:
-                n, pair = self.encoder.encode_pair(t.prompt, t.negative_prompt)
-                groups.setdefault(("a1111", n), []).append((i, pair))
-        for key, members in groups.items():
-            idx = [i for i, _ in members]
-            if key[0] == "none":
-                yield idx, {"prompt": [tasks[i].prompt for i in idx],
-                            "negative_prompt": [tasks[i].negative_prompt for i in idx]}
-            else:
-                yield idx, weighting.SDXLPromptEncoder.stack([p for _, p in members])
-
-    @property
-    def img2img(self):
-        """The hi-res pass's img2img pipeline, sharing every component with the main one."""
-        if self._img2img is None:
-            from diffusers import StableDiffusionXLImg2ImgPipeline
-
-            self._img2img = StableDiffusionXLImg2ImgPipeline(**self.pipe.components,
-                                                             add_watermarker=False)
-            self._img2img.set_progress_bar_config(disable=True)
-        self._img2img.scheduler = self.pipe.scheduler
-        return self._img2img
-
-    def _run(self, unit: Unit, prompt_args: dict, generators: list) -> np.ndarray:
-        import torch
-
-        common = {"num_inference_steps": unit.steps, "guidance_scale": unit.cfg,
-                  "generator": generators, **prompt_args}
-        if unit.hires is None:
-            return np.asarray(self.pipe(width=unit.width, height=unit.height, output_type="np",
-                                        **common).images)
-        scale, strength, upscaler = unit.hires
-        latents = self.pipe(width=unit.width, height=unit.height, output_type="latent",
-                            **common).images
-        factor = self.pipe.vae_scale_factor  # 8 for SDXL
-        size = (hires_side(unit.height, scale) // factor, hires_side(unit.width, scale) // factor)
-        latents = torch.nn.functional.interpolate(latents, size=size, mode=upscaler)
-        return np.asarray(self.img2img(image=latents, strength=strength, output_type="np",
-                                       **common).images)
+        return self.passes.images(unit)
 
     def __call__(self, unit: Unit) -> UnitResult:
         return self.finish(self.generate(unit))

@@ -179,7 +179,7 @@ def test_a_lora_loaded_after_fusing_unfuses_first():
                     RunnerSpec(device="cpu", optimise="on", compile=False), "t")
     pipe = gen.pipe
     assert pipe.fusing_unet
-    gen.adapters.use(((str(ensure_lora()), 1.0),))
+    gen.passes.adapters.use(((str(ensure_lora()), 1.0),))
     assert not pipe.fusing_unet
     assert "FusedAttnProcessor2_0" not in {
         type(p).__name__ for p in pipe.unet.attn_processors.values()}

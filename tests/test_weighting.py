@@ -47,7 +47,7 @@ def test_escaped_parentheses_stay_literal_and_break_splits_segments():
 
 @pytest.fixture(scope="module")
 def encoder(tiny_generator):
-    return tiny_generator.encoder
+    return tiny_generator.passes.encoder
 
 
 def test_plain_short_prompts_equal_the_pipelines_own_encoding(tiny_generator, encoder):

@@ -1,0 +1,81 @@
+"""How a unit becomes pipeline calls: prompt conditioning (`weighting.py`), the unit's LoRA set
+(`loras.py`) and the optional hi-res pass, on one loaded SDXL pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import loras, weighting
+from .config import hires_side
+from .sweep import Unit
+
+
+class Passes:
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.encoder = weighting.SDXLPromptEncoder(pipe)
+        self.adapters = loras.LoraAdapters(pipe)
+        self._img2img = None
+
+    def images(self, unit: Unit) -> np.ndarray:
+        """Float images [0, 1] of a unit's tasks, in task order (scheduler already set)."""
+        import torch
+
+        if self.adapters.use(unit.loras):
+            self.encoder.cache.clear()  # a LoRA may change the text encoders
+        images: list = [None] * len(unit.tasks)
+        for idx, prompt_args in self.prompt_batches(unit.tasks):
+            gens = [torch.Generator("cpu").manual_seed(unit.tasks[i].seed) for i in idx]
+            for i, image in zip(idx, self._run(unit, prompt_args, gens)):
+                images[i] = image
+        return np.stack(images)
+
+    def prompt_batches(self, tasks):
+        """(task indices, prompt arguments) per pipeline call. `none` weighting passes the texts
+        (plain diffusers: brackets literal, truncated at 77 tokens); `a1111` passes embeddings,
+        one call per embedding length, so a task's conditioning never depends on its batch."""
+        groups: dict[tuple, list] = {}
+        for i, t in enumerate(tasks):
+            if t.weighting == "none":
+                groups.setdefault(("none",), []).append((i, None))
+            else:
+                n, pair = self.encoder.encode_pair(t.prompt, t.negative_prompt)
+                groups.setdefault(("a1111", n), []).append((i, pair))
+        for key, members in groups.items():
+            idx = [i for i, _ in members]
+            if key[0] == "none":
+                yield idx, {"prompt": [tasks[i].prompt for i in idx],
+                            "negative_prompt": [tasks[i].negative_prompt for i in idx]}
+            else:
+                yield idx, weighting.SDXLPromptEncoder.stack([p for _, p in members])
+
+    @property
+    def img2img(self):
+        """The hi-res pass's img2img pipeline, sharing every component with the main one."""
+        if self._img2img is None:
+            from diffusers import StableDiffusionXLImg2ImgPipeline
+
+            self._img2img = StableDiffusionXLImg2ImgPipeline(**self.pipe.components,
+                                                             add_watermarker=False)
+            self._img2img.set_progress_bar_config(disable=True)
+        self._img2img.scheduler = self.pipe.scheduler
+        return self._img2img
+
+    def _run(self, unit: Unit, prompt_args: dict, generators: list) -> np.ndarray:
+        """One pipeline call, then (with `unit.hires`) the upscale and img2img pass with the
+        same CFG, steps and generators, as the demo app does."""
+        import torch
+
+        common = {"num_inference_steps": unit.steps, "guidance_scale": unit.cfg,
+                  "generator": generators, **prompt_args}
+        if unit.hires is None:
+            return np.asarray(self.pipe(width=unit.width, height=unit.height, output_type="np",
+                                        **common).images)
+        scale, strength, upscaler = unit.hires
+        latents = self.pipe(width=unit.width, height=unit.height, output_type="latent",
+                            **common).images
+        factor = self.pipe.vae_scale_factor  # 8 for SDXL
+        size = (hires_side(unit.height, scale) // factor, hires_side(unit.width, scale) // factor)
+        latents = torch.nn.functional.interpolate(latents, size=size, mode=upscaler)
+        return np.asarray(self.img2img(image=latents, strength=strength, output_type="np",
+                                       **common).images)
