@@ -1,7 +1,8 @@
 """Framework overhead on the tiny model: the whole framework against a plain diffusers loop.
 
 Both generate the same images (tiny SDXL, 64x64, 4 steps, CFG 7, the same batch size, one CPU
-generator per image) and write each as a PNG (zlib level 1); the framework also writes metadata
+generator per image; the framework with `prompt.weighting=none`, the plain loop's prompt
+handling, since `a1111` weighting is different work, not overhead) and write each as a PNG (zlib level 1); the framework also writes metadata
 chunks, Parquet parts and the resume index. Rounds alternate plain / local runner / Ray runner in
 one process (the order rotates from round to round, so drift on a shared machine spreads
 evenly), each into a fresh folder, and the median images/s of each is compared.
@@ -35,7 +36,7 @@ def overrides(n_images: int, batch: int, out: Path, runner: str, base_seed: int)
     seeds = max(1, n_images // 3)  # the demo prompt set has three entries
     return ["sweep.grid={}", f"sweep.seeds={seeds}", f"sweep.base_seed={base_seed}",
             "scorers=[]", f"generation.batch_size={batch}", f"output.root={out}",
-            f"runner={runner}"]
+            f"runner={runner}", "prompt.weighting=none"]
 
 
 def plain_loop(tasks, batch: int, out: Path) -> float:
