@@ -102,7 +102,7 @@ def base_row(task: Task, job: str, model_label: str) -> dict:
     for axis, level in task.axes:
         if axis not in ("model", "sampler", "steps", "cfg", "width", "height"):
             off = axis in PASS_AXES and (level is None or str(level).lower() == "none")
-            row[axis] = None if off else level
+            row[axis] = "none" if off else level
     return row
 
 

@@ -41,9 +41,8 @@ FIXED = {name for name, _ in HEAD_COLUMNS + TAIL_COLUMNS}
 
 
 def axis_type(levels) -> str:
-    """Arrow type of an axis column from its declared levels (`none` levels, which switch a
-    pass off, are nulls)."""
-    levels = [v for v in levels if not (v is None or str(v).lower() == "none")] or ["none"]
+    """Arrow type of an axis column from its declared levels. An axis that mixes `none` (a pass
+    switched off) with numbers is text, so `none` stays a level analyses can group by."""
     if all(isinstance(v, bool) for v in levels):
         return "bool"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
@@ -165,6 +164,9 @@ class RunStore:
         unknown = sorted({k for r in rows for k in r} - set(self.schema.names))
         if unknown:
             raise ValueError(f"rows carry columns outside the results schema: {unknown}")
+        text = [f.name for f in self.schema if f.type == pa.string()]
+        rows = [{**r, **{c: str(r[c]) for c in text if r.get(c) is not None
+                         and not isinstance(r[c], str)}} for r in rows]
         table = pa.Table.from_pylist(rows, schema=self.schema)
         atomic_write_table(self.results / f"part-{self._seq:06d}-{tag}.parquet", table)
         self._seq += 1

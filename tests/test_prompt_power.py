@@ -190,20 +190,25 @@ def test_bad_loras_are_refused(tmp_path):
 # ---------------------------------------------------------------- the packaged job
 
 
-def test_prompt_power_job_runs_on_the_tiny_model(tmp_path):
+def test_prompt_power_job_runs_on_the_tiny_model(tmp_path, capsys):
     assert cli.main(["run", str(REPO / "jobs" / "prompt_power.yaml"), f"output.root={tmp_path}",
                      "sweep.grid.lora.scale=[1.0]", "prompt.quality=none"]) == 0
     df = pd.read_parquet(tmp_path / "prompt_power" / "results")
     assert len(df) == 7 * 2 * 2 and (df.status == "ok").all()
     assert not df.prompt.str.contains("[{}]|__", regex=True).any()  # expanded text stored
     assert df.prompt_key.str.contains("~").sum() == 6 * 4  # miku x2 + asuka x4, 4 cells each
-    sizes = {(r["hires.scale"] is None or pd.isna(r["hires.scale"]),
+    sizes = {(r["hires.scale"] == "none",
               Image.open(tmp_path / "prompt_power" / r.image_path).size)
              for _, r in df.iterrows()}
     assert sizes == {(True, (64, 64)), (False, (96, 96))}
     assert set(df.weighting) == {"a1111", "none"} and set(df.loras.str.endswith(":1")) == {True}
     long = df[df.prompt_key == "long"]
     assert (long.prompt_tokens > 75).all()
+    capsys.readouterr()
+    assert cli.main(["compare", str(tmp_path / "prompt_power"), "--by", "hires.scale"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert ["axis", "level", "reference"] == lines[0][:3]
+    assert {tuple(x[:3]) for x in lines[1:]} == {("hires.scale", "1.5", "none")}  # off = reference
 
 
 def test_a_lora_on_a_fused_qkv_unet_is_applied(tiny_generator, tasks, lora_path):  # noqa: F811
