@@ -154,6 +154,11 @@ def parse_size(value) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def is_off(value) -> bool:
+    """`none`/null levels switch an optional pass (hi-res, LoRA) off."""
+    return value is None or str(value).strip().lower() in ("none", "null", "off", "")
+
+
 def hires_side(size: int, scale: float) -> int:
     """Side of a hi-res image: latents (size / 8) upscaled by `scale`, floored, times 8."""
     return int(size // 8 * scale) * 8

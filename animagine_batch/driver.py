@@ -16,7 +16,7 @@ from . import __version__, models, offline
 from . import prompts as P
 from . import store as S
 from . import sweep
-from .config import JobSpec, count_tasks
+from .config import JobSpec, count_tasks, is_off
 from .runners import WorkerContext, make_runner
 from .scorers import registry
 
@@ -47,7 +47,7 @@ def lora_paths(spec: JobSpec) -> list[str]:
     paths = [lo.path for lo in spec.loras]
     if "lora.path" in spec.sweep.axes:
         paths += [sweep.lora_file(str(v)) for v in spec.sweep.levels("lora.path")
-                  if not sweep._off(v)]
+                  if not is_off(v)]
     return list(dict.fromkeys(paths))
 
 
@@ -76,7 +76,7 @@ def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
 
 
 def axis_types(spec: JobSpec) -> dict[str, str]:
-    return {a: S.axis_type(spec.sweep.levels(a)) for a in spec.sweep.axes}
+    return {a: S.axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes}
 
 
 def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import accel
 from . import __version__, metadata, models, passes, samplers, weighting
-from .config import PASS_AXES, ModelSpec, RunnerSpec
+from .config import PASS_AXES, ModelSpec, RunnerSpec, is_off
 from .sweep import Task, Unit
 
 
@@ -101,8 +101,7 @@ def base_row(task: Task, job: str, model_label: str) -> dict:
     }
     for axis, level in task.axes:
         if axis not in ("model", "sampler", "steps", "cfg", "width", "height"):
-            off = axis in PASS_AXES and (level is None or str(level).lower() == "none")
-            row[axis] = "none" if off else level
+            row[axis] = "none" if axis in PASS_AXES and is_off(level) else level
     return row
 
 
@@ -229,10 +228,12 @@ class Generator:
         return self._finish(unit, rows, pngs, start)
 
     def lora_hashes(self, used) -> dict:
-        """Short content hashes of LoRA files for the infotext (hashed once per file)."""
+        """webui's short hashes of LoRA files for the infotext (hashed once per file)."""
+        from .loras import short_hash
+
         for p, _ in used:
             if p not in self._lora_hashes:
-                self._lora_hashes[p] = models.lora_identity(p).split(":")[-1][:12]
+                self._lora_hashes[p] = short_hash(p)
         return self._lora_hashes
 
     def _score(self, pixels: np.ndarray, rows: list[dict], ok: list[int]) -> None:

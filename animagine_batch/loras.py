@@ -3,9 +3,44 @@ units switch between adapter sets and scales without reloading the base model.""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 EMBEDDED_PREFIX = "embedded:"
+
+
+def short_hash(path: str) -> str:
+    """webui's short hash of a .safetensors LoRA (`Lora hashes` in infotext, matched by Civitai):
+    the first 12 hex of the sha256 of the file after its JSON header (the "addnet" hash)."""
+    h = hashlib.sha256()
+    with open(Path(path).expanduser(), "rb") as fh:
+        fh.seek(8 + int.from_bytes(fh.read(8), "little"))
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def check(path: str) -> str | None:
+    """Why a LoRA file cannot be used, or None (reads the safetensors header only)."""
+    try:
+        p = Path(resolve(path)).expanduser()
+    except ValueError as e:
+        return str(e)
+    if p.suffix.lower() != ".safetensors":
+        return (f"{path} is not a .safetensors file; LoRA weights are loaded from safetensors "
+                "only (pickle files can run code when loaded)")
+    if not p.is_file():
+        return f"LoRA file {path} does not exist"
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # noqa: BLE001 - any unreadable header
+        return f"LoRA file {path} is not a readable safetensors file ({e})"
+    if not any("lora" in k.lower() for k in keys):
+        return f"{path} holds no LoRA weights (no lora_A/lora_B or lora_up/lora_down tensors)"
+    return None
 
 
 def resolve(path: str) -> str:
@@ -37,6 +72,7 @@ class LoraAdapters:
         loras = tuple(loras)
         if loras == self.active:
             return False
+        self.active = None  # unknown until the switch has succeeded
         if not loras:
             self.pipe.disable_lora()
         else:

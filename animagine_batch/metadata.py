@@ -49,7 +49,7 @@ def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, v
     hires = getattr(task, "hires", None)
     if hires:
         params |= {"Denoising strength": _num(hires[1]), "Hires upscale": _num(hires[0]),
-                   "Hires upscaler": hires[2]}
+                   "Hires upscaler": WEBUI_UPSCALERS.get(hires[2], hires[2])}
     if getattr(task, "loras", ()):
         params["Lora hashes"] = ", ".join(
             f"{lora_name(p)}: {(lora_hashes or {}).get(p, '')}" for p, _ in task.loras)
@@ -58,6 +58,11 @@ def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, v
         params["Emphasis"] = "None"  # webui's name for "brackets are literal text"
     params["Version"] = f"animagine-batch {version}"
     return params
+
+
+# webui's names of its latent upscalers
+WEBUI_UPSCALERS = {"nearest-exact": "Latent (nearest-exact)", "bilinear": "Latent",
+                   "bicubic": "Latent (bicubic)"}
 
 
 def lora_name(path: str) -> str:

@@ -22,7 +22,7 @@ class Passes:
         import torch
 
         if self.adapters.use(unit.loras):
-            self.encoder.cache.clear()  # a LoRA may change the text encoders
+            self.encoder.clear()  # a LoRA may change the text encoders
         images: list = [None] * len(unit.tasks)
         for idx, prompt_args in self.prompt_batches(unit.tasks):
             gens = [torch.Generator("cpu").manual_seed(unit.tasks[i].seed) for i in idx]

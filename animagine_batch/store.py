@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from analysis.load import done_ids, part_files, read_parts
 
+from .config import PASS_AXES
 from .errors import ConfigError
 
 TYPES = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
@@ -40,9 +41,12 @@ TAIL_COLUMNS = [
 FIXED = {name for name, _ in HEAD_COLUMNS + TAIL_COLUMNS}
 
 
-def axis_type(levels) -> str:
-    """Arrow type of an axis column from its declared levels. An axis that mixes `none` (a pass
-    switched off) with numbers is text, so `none` stays a level analyses can group by."""
+def axis_type(levels, axis: str = "") -> str:
+    """Arrow type of an axis column from its declared levels. Hi-res and LoRA axes are always
+    text: `none` (the pass off) stays a level analyses can group by, and a resumed run that adds
+    `none` to the levels keeps the column's type (the numbers are in hires_scale, ...)."""
+    if axis in PASS_AXES:
+        return "string"
     if all(isinstance(v, bool) for v in levels):
         return "bool"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from . import prompts as P
 from . import samplers
-from .config import JobSpec, parse_size
+from .config import JobSpec, is_off, parse_size
 
 
 class Task(NamedTuple):
@@ -87,13 +87,13 @@ def _settings(spec: JobSpec, levels: dict) -> dict:
         out["width"], out["height"] = parse_size(levels["size"])
     hires = spec.hires
     scale = levels.get("hires.scale", hires.scale)
-    out["hires"] = None if _off(scale) else (
+    out["hires"] = None if is_off(scale) else (
         float(scale), float(levels.get("hires.strength", hires.strength)), hires.upscaler)
     loras = [(lo.path, lo.scale) for lo in spec.loras]
     if "lora.path" in levels or "lora.scale" in levels:
         first = loras[0] if loras else (None, 1.0)
         path = levels.get("lora.path", first[0])
-        path = None if _off(path) else lora_file(str(path))
+        path = None if is_off(path) else lora_file(str(path))
         first = (path, float(levels.get("lora.scale", first[1])))
         loras = [first, *loras[1:]] if loras else [first]
     out["loras"] = tuple(lo for lo in loras if lo[0] is not None)
@@ -108,8 +108,6 @@ def lora_file(path: str) -> str:
     return resolve(path)
 
 
-def _off(value) -> bool:
-    return value is None or str(value).strip().lower() in ("none", "null", "off", "")
 
 
 def task_key(model_identity: str, prompt: str, negative: str, s: dict, weighting: str = "a1111",
@@ -131,8 +129,8 @@ def task_key(model_identity: str, prompt: str, negative: str, s: dict, weighting
             "hires": None if hires is None else {
                 "scale": hires[0], "strength": hires[1], "upscaler": hires[2]},
             "weighting": weighting,
-            "loras": [[(lora_ids or {}).get(p, p), sc] for p, sc in s.get("loras", ())],
-        },
+        } | ({"loras": [[(lora_ids or {}).get(p, p), sc] for p, sc in s["loras"]]}
+             if s.get("loras") else {}),
         sort_keys=True,
         ensure_ascii=False,
     )

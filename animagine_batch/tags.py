@@ -168,13 +168,14 @@ def split_tags(text: str) -> list[str]:
     """Split a comma-separated tag string, ignoring commas escaped or inside brackets (and
     inside `{a, b|c}` variants of dynamicprompts syntax)."""
     parts, depth, buf, i = [], 0, [], 0
+    closing = text.rfind("}")  # a `{` with no `}` after it is text (the kaomoji `:{`)
     while i < len(text):
         ch = text[i]
         if ch == "\\" and i + 1 < len(text):
             buf.append(text[i : i + 2])
             i += 2
             continue
-        if ch in "([{":
+        if ch in "([" or (ch == "{" and i < closing):
             depth += 1
         elif ch in ")]}" and depth:
             depth -= 1

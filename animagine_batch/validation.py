@@ -9,11 +9,13 @@ import re
 from dataclasses import fields
 from pathlib import Path
 
+from . import loras as loras_mod
 from . import prompts as P
 from . import samplers
 from .config import (AXES, HIRES_SCALE, RUNNERS, SEED_LIMIT, TOP_KEYS, UPSCALERS,
                      GenerationSpec, HiresSpec, JobSpec, LoraSpec, ModelSpec, OutputSpec,
-                     RunnerSpec, SweepSpec, WildcardSpec, count_tasks, hires_side, parse_size)
+                     RunnerSpec, SweepSpec, WildcardSpec, count_tasks, hires_side, is_off,
+                     parse_size)
 from .errors import ConfigError
 from .scorers import registry
 
@@ -103,30 +105,15 @@ def _check_level(c: _Collector, key: str, axis: str, value, spec_models: dict, s
             c.add(key, f"{value!r} must be a number from -10 to 10")
 
 
-def is_off(value) -> bool:
-    """`none`/null levels switch an optional pass (hi-res, LoRA) off."""
-    return value is None or str(value).strip().lower() in ("none", "null", "off", "")
-
-
 def _number_in(value, low: float, high: float) -> bool:
     return (not isinstance(value, bool) and isinstance(value, (int, float))
             and math.isfinite(value) and low <= value <= high)
 
 
 def check_lora_path(path: str) -> str | None:
-    """Why a LoRA file cannot be used, or None."""
-    from .loras import resolve
+    from .loras import check
 
-    try:
-        p = Path(resolve(path)).expanduser()
-    except ValueError as e:
-        return str(e)
-    if p.suffix.lower() != ".safetensors":
-        return (f"{path} is not a .safetensors file; LoRA weights are loaded from safetensors "
-                "only (pickle files can run code when loaded)")
-    if not p.is_file():
-        return f"LoRA file {path} does not exist"
-    return None
+    return check(path)
 
 
 def _parse_hires(c: _Collector, raw) -> HiresSpec:
@@ -137,7 +124,7 @@ def _parse_hires(c: _Collector, raw) -> HiresSpec:
     _check_level(c, "hires.strength", "hires.strength", spec.strength, {}, [])
     if spec.upscaler not in UPSCALERS:
         c.add("hires.upscaler", f"{spec.upscaler!r} is not one of {', '.join(UPSCALERS)}")
-    return HiresSpec(scale=float(scale) if scale is not None else None,
+    return HiresSpec(scale=float(scale) if _number_in(scale, *HIRES_SCALE) else None,
                      strength=float(spec.strength) if _number_in(spec.strength, 0, 1) else 0.55,
                      upscaler=spec.upscaler)
 
@@ -160,22 +147,19 @@ def _parse_loras(c: _Collector, raw) -> tuple[LoraSpec, ...]:
         if problem:
             c.add(f"loras[{i}].path", problem)
         _check_level(c, f"loras[{i}].scale", "lora.scale", lora.scale, {}, [])
-        path = str(lora.path) if problem else _resolved_lora(str(lora.path))
+        path = str(lora.path) if problem else loras_mod.resolve(str(lora.path))
         out.append(LoraSpec(path=path, scale=float(lora.scale)
                             if _number_in(lora.scale, -10, 10) else 1.0))
     return tuple(out)
-
-
-def _resolved_lora(path: str) -> str:
-    from .loras import resolve
-
-    return resolve(path)
 
 
 def _parse_wildcards(c: _Collector, raw, prompt_dirs: list[Path]) -> WildcardSpec:
     """A relative folder that is not found from the working directory is looked up among the
     packaged wildcard folders (conf/wildcards/<folder>)."""
     spec = c.section(raw, "wildcards", WildcardSpec)
+    if spec.folder is not None and not isinstance(spec.folder, str):
+        c.add("wildcards.folder", f"{spec.folder!r} is not a folder path")
+        return WildcardSpec()
     if spec.folder is not None and not Path(spec.folder).expanduser().is_dir():
         for d in prompt_dirs:
             packaged = d.parent / "wildcards" / str(spec.folder)
@@ -352,7 +336,9 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
 
     hires = _parse_hires(c, raw.get("hires"))
     loras = _parse_loras(c, raw.get("loras"))
+    before = len(c.problems)
     wildcards = _parse_wildcards(c, raw.get("wildcards"), prompt_dirs)
+    expand_with = wildcards if len(c.problems) == before else None  # no expansion when broken
     if "lora.scale" in axes and "lora.path" not in axes and not loras:
         c.add("sweep", "lora.scale is an axis but no LoRA is set: add loras: [{path: ...}] or "
               "a lora.path axis")
@@ -376,18 +362,28 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
                   f"{', '.join(sorted(models))} accept")
     scales = [v for v in (sweep.levels("hires.scale") if "hires.scale" in axes else [hires.scale])
               if not is_off(v) and _number_in(v, *HIRES_SCALE)]
-    if scales and sizes and not c.problems:
+    if scales and sizes:
         big = max(v for _, v in sizes)
         final = hires_side(big, max(scales))
         if final > hi:
             c.add("hires.scale", f"{max(scales)} upscales {big} px to {final} px, more than "
                   f"{hi} px, the largest size the model(s) {', '.join(sorted(models))} accept")
+    if scales:
+        steps = [v for v in (sweep.levels("steps") if "steps" in axes else [gen.steps])
+                 if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+        strengths = [v for v in (sweep.levels("hires.strength") if "hires.strength" in axes
+                                 else [hires.strength]) if _number_in(v, 0.0, 1.0)]
+        for st in steps:
+            for sg in strengths:
+                if int(st * sg) < 1:
+                    c.add("hires.strength", f"{sg} with {st} steps leaves the hi-res pass no "
+                          "denoising step (int(steps x strength) must be at least 1)")
 
     scorers = _parse_scorers(c, raw.get("scorers"), raw.get("scorer"), scorer_configs)
     prompts_name = str(raw.get("prompts") or "")
     n_prompts = 0
     try:
-        n_prompts = len(P.load_prompt_set(prompts_name, prompt_dirs, wildcards,
+        n_prompts = len(P.load_prompt_set(prompts_name, prompt_dirs, expand_with,
                                           sweep.seeds[0]).entries)
     except ConfigError as e:
         c.problems += e.problems

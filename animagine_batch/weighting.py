@@ -72,6 +72,9 @@ def parse_fragments(text: str) -> list[tuple[str | None, float]]:
         scale(start, ROUND)
     for start in squares:
         scale(start, SQUARE)
+    for frag in out:  # whitespace has no tokens to weight (and compel cannot place it)
+        if frag[0] is not None and not frag[0].strip():
+            frag[1] = 1.0
     merged: list[list] = []
     for frag in out:
         if frag[0] == "":
@@ -96,8 +99,8 @@ def parse(text: str) -> list[list[tuple[str, float]]]:
 
 
 def plain_text(text: str) -> str:
-    """The prompt as the text encoders read it: brackets and weights removed."""
-    return " BREAK ".join("".join(t for t, _ in seg) for seg in parse(text))
+    """The prompt as the text encoders read it: brackets, weights and BREAKs removed."""
+    return " ".join("".join(t for t, _ in seg) for seg in parse(text))
 
 
 class SDXLPromptEncoder:
@@ -124,7 +127,12 @@ class SDXLPromptEncoder:
                              (pipe.tokenizer_2, pipe.text_encoder_2))]
         self.cache: OrderedDict = OrderedDict()
         self.cache_size = cache_size
-        self._empty_chunk = None
+        self._empty = None
+
+    def clear(self) -> None:
+        """Forget every embedding (the text encoders changed, e.g. a LoRA was switched)."""
+        self.cache.clear()
+        self._empty = None
 
     def _segment(self, fragments: list[tuple[str, float]]):
         import torch
@@ -133,8 +141,9 @@ class SDXLPromptEncoder:
         parts = [p.get_embeddings_for_weighted_prompt_fragments([texts], [weights],
                                                                 device=self.device)[0]
                  for p in self.providers]
-        n = max(x.shape[0] for x in parts)
-        parts = [self._pad_to(x, n) if x.shape[0] < n else x for x in parts]
+        n = max(x.shape[0] for x in parts)  # both tokenizers share CLIP's BPE: equal lengths
+        parts = [torch.cat([x, e.repeat((n - x.shape[0]) // e.shape[0], 1)])
+                 for x, e in zip(parts, self._empty_chunks())]
         return torch.cat(parts, dim=-1)
 
     def _pooled(self, fragments: list[tuple[str, float]]):
@@ -144,26 +153,21 @@ class SDXLPromptEncoder:
         out = p.text_encoder(ids[: p.max_token_count].unsqueeze(0), return_dict=True)
         return out.text_embeds[0]
 
+    def _empty_chunks(self) -> list:
+        """Each encoder's 77-position embedding of the empty prompt (padding)."""
+        import torch
+
+        if self._empty is None:
+            with torch.no_grad():
+                self._empty = [p.get_embeddings_for_weighted_prompt_fragments(
+                    [[""]], [[1.0]], device=self.device)[0] for p in self.providers]
+        return self._empty
+
     def empty_chunk(self):
         """The 77 x (dim1 + dim2) embedding of the empty prompt, used as padding."""
         import torch
 
-        if self._empty_chunk is None:
-            self._empty_chunk = torch.cat(
-                [p.get_embeddings_for_weighted_prompt_fragments([[""]], [[1.0]],
-                                                                device=self.device)[0]
-                 for p in self.providers], dim=-1)
-        return self._empty_chunk
-
-    def _pad_to(self, x, n: int):
-        """Pad one encoder's embedding with its own empty-prompt chunks to n positions."""
-        import torch
-
-        p = next(p for p in self.providers if p.text_encoder.config.hidden_size == x.shape[-1])
-        empty = p.get_embeddings_for_weighted_prompt_fragments([[""]], [[1.0]],
-                                                               device=self.device)[0]
-        reps = (n - x.shape[0]) // empty.shape[0]
-        return torch.cat([x, empty.repeat(reps, 1)], dim=0)
+        return torch.cat(self._empty_chunks(), dim=-1)
 
     def encode(self, text: str):
         """(embeds [n*77, dim], pooled [dim2]) of one prompt."""

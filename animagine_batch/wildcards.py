@@ -58,6 +58,16 @@ def _check_wildcards(template: str, manager, spec, where: str) -> None:
                            f"{', '.join(sorted(known)) or '(none)'}"])
 
 
+def _pinned(raw, index: int):
+    """An entry kept as it is, with the id its position in the file gives it (expansion moves
+    entries, and positions would shift)."""
+    if isinstance(raw, str):
+        return {"id": f"p{index:04d}", "tags": raw}
+    if isinstance(raw, dict) and not raw.get("id") and not raw.get("character"):
+        return {**raw, "id": f"p{index:04d}"}
+    return raw
+
+
 def entry_seed(job_seed: int, key: str) -> int:
     digest = hashlib.sha256(f"animagine-batch|wildcards|{job_seed}|{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
@@ -72,8 +82,11 @@ def expand(raw_entries: list, spec, job_seed: int, where: str) -> list:
     manager = _manager(spec)
     out = []
     for i, raw in enumerate(raw_entries):
+        if isinstance(raw, dict) and set(raw) - {"id", *FIELDS}:
+            out.append(raw)  # unknown fields: prompts._entry reports them
+            continue
         if not isinstance(raw, (str, dict)) or not has_syntax(template := _template(raw)):
-            out.append(raw)
+            out.append(_pinned(raw, i))
             continue
         base = raw.get("id") if isinstance(raw, dict) and raw.get("id") else None
         if base is None and isinstance(raw, dict) and raw.get("character") \

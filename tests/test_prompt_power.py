@@ -1,5 +1,6 @@
 """Wildcards (dynamicprompts), the hi-res pass, LoRA sweeps, and the prompt_power job."""
 
+import hashlib
 import io
 import json
 
@@ -94,6 +95,7 @@ def test_hires_pass_upscales_and_records_itself(tiny_generator, tasks):  # noqa:
     assert img.size == (96, 96)
     info = metadata.parse_infotext(img.text["parameters"])
     assert info["Hires upscale"] == "1.5" and info["Denoising strength"] == "0.55"
+    assert info["Hires upscaler"] == "Latent (nearest-exact)"  # webui's name
     assert info["Size"] == "64x64"  # the first pass's size, as webui writes it
     meta = json.loads(img.text["metadata"])
     assert meta["use_upscaler"] == {"upscale_method": "nearest-exact", "upscaler_strength": 0.55,
@@ -155,7 +157,9 @@ def test_lora_scale_switches_adapters_without_reloading(tiny_generator, tasks, l
     assert after.pngs == base.pngs  # adapters off again: the base model's bytes
     info = metadata.parse_infotext(Image.open(io.BytesIO(one.pngs[0])).text["parameters"])
     assert info["Lora weights"] == "pytorch_lora_weights: 1"
-    assert len(info["Lora hashes"].split(": ")[1]) == 12
+    raw = open(lora_path, "rb").read()  # webui's "addnet" hash: sha256 after the JSON header
+    body = raw[8 + int.from_bytes(raw[:8], "little"):]
+    assert info["Lora hashes"] == f"pytorch_lora_weights: {hashlib.sha256(body).hexdigest()[:12]}"
     assert one.rows[0]["loras"] == f"{lora_path}:1"
 
 
@@ -185,6 +189,52 @@ def test_bad_loras_are_refused(tmp_path):
     assert "sweep.grid.lora.path[0]: LoRA file missing.safetensors does not exist" in r.stderr
     assert "sweep.grid.lora.scale[0]: 'abc' must be a number from -10 to 10" in r.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_files_that_are_not_loras_are_refused(tmp_path):
+    from safetensors.torch import save_file
+    import torch
+
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\xff" * 64)
+    other = tmp_path / "vae.safetensors"
+    save_file({"decoder.conv_in.weight": torch.zeros(2)}, str(other))
+    r = run_cli("run", "jobs/demo.yaml", "--dry-run", f"output.root={tmp_path}",
+                f"sweep.grid.lora.path=['{corrupt}','{other}']")
+    assert r.returncode == 2
+    assert f"sweep.grid.lora.path[0]: LoRA file {corrupt} is not a readable safetensors" in r.stderr
+    assert f"sweep.grid.lora.path[1]: {other} holds no LoRA weights" in r.stderr
+
+
+def test_bad_pass_and_wildcard_options_exit_2(tmp_path):
+    r = run_cli("run", "jobs/demo.yaml", "--dry-run", f"output.root={tmp_path}",
+                "hires.scale=abc", "wildcards.folder=123", "wildcards.variants=abc")
+    assert r.returncode == 2, r.stderr
+    assert "hires.scale: 'abc' must be none (no hi-res pass) or a number" in r.stderr
+    assert "wildcards.folder: 123 is not a folder path" in r.stderr
+    r = run_cli("run", "jobs/demo.yaml", "--dry-run", f"output.root={tmp_path}",
+                "hires.scale=1.5", "sweep.grid.hires.strength=[0.2,0.5]", "generation.steps=4")
+    assert r.returncode == 2
+    assert "hires.strength: 0.2 with 4 steps leaves the hi-res pass no denoising step" in r.stderr
+    assert "0.5 with 4" not in r.stderr
+
+
+def test_pass_axes_are_text_columns_whatever_their_levels():
+    from animagine_batch import store
+
+    assert store.axis_type([1.5], "hires.scale") == store.axis_type(["none", 1.5], "hires.scale") \
+        == "string"
+    assert store.axis_type([5.0, 7.0], "cfg") == "float64"
+
+
+def test_wildcard_expansion_keeps_file_positions_and_checks_fields(tmp_path):
+    ps = tmp_path / "p.yaml"
+    ps.write_text('- "1girl, {smile|frown}"\n- "1boy, solo"\n')
+    s = P.load_prompt_set(str(ps), [], WildcardSpec(), 0)
+    assert [e.key for e in s.entries] == ["p0000~0", "p0000~1", "p0001"]
+    ps.write_text('- {subject: 1girl, tags: "{smile|frown}", colour: red}\n')
+    with pytest.raises(ConfigError, match="unknown field.*colour"):
+        P.load_prompt_set(str(ps), [], WildcardSpec(), 0)
 
 
 # ---------------------------------------------------------------- the packaged job

@@ -72,3 +72,8 @@ def test_unknown_special_tag_lists_allowed_values():
 
 def test_split_tags_respects_brackets():
     assert T.split_tags("a, (b, c:1.2), d") == ["a", "(b, c:1.2)", "d"]
+
+
+def test_an_unclosed_brace_is_text_not_a_variant():
+    assert T.split_tags("1girl, :{, smile, outdoors") == ["1girl", ":{", "smile", "outdoors"]
+    assert T.split_tags("a, {b, c|d}, e") == ["a", "{b, c|d}", "e"]

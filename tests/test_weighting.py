@@ -33,6 +33,8 @@ def test_recommended_negative_parses_into_text_weight_pairs():
     ("a: b", [("a: b", 1.0)]),
     ("(unclosed", [("unclosed", 1.1)]),
     ("a BREAK b", [("a", 1.0), (None, -1.0), ("b", 1.0)]),
+    ("1girl, [(red hair) (blue eyes)], smile", [("1girl, red hair blue eyes, smile", 1.0)]),
+    ("[(a) ]", [("a ", 1.0)]),
 ])
 def test_a1111_syntax(text, expected):
     assert W.parse_fragments(text) == expected
@@ -42,7 +44,7 @@ def test_escaped_parentheses_stay_literal_and_break_splits_segments():
     assert W.parse(r"naruto \(series\), (smile) BREAK solo") == [
         [("naruto (series), ", 1.0), ("smile", 1.1)], [("solo", 1.0)]]
     assert W.plain_text(r"naruto \(series\), (smile:1.4) BREAK solo") == \
-        "naruto (series), smile BREAK solo"
+        "naruto (series), smile solo"
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +101,12 @@ def test_tokens_after_position_77_change_the_embedding(tiny_generator, encoder):
         tb = tiny_generator.pipe.encode_prompt(long_b, device="cpu", num_images_per_prompt=1,
                                                do_classifier_free_guidance=False)[0]
     assert torch.equal(ta, tb)
+
+
+def test_weighted_whitespace_encodes(encoder):
+    for text in ("1girl, [(red hair) (blue eyes)], smile", "( :0.5), smile", "[(a) ]"):
+        e, _ = encoder.encode(text)
+        assert e.shape[0] == 77
 
 
 def test_break_starts_a_new_chunk(encoder):
