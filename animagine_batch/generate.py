@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import accel
-from . import __version__, metadata, models, passes, samplers, weighting
+from . import __version__, metadata, model_loading, models, passes, samplers, weighting
 from .config import PASS_AXES, ModelSpec, RunnerSpec, is_off
 from .sweep import Task, Unit
 
@@ -125,7 +125,7 @@ class Generator:
         self.png_compress_level = png_compress_level
         self.scorers = scorers
         self.device, self.dtype = resolve_device(runner)
-        self.pipe = models.load_pipeline(model, self.device, self.dtype)
+        self.pipe = model_loading.load_pipeline(model, self.device, self.dtype)
         self.accel = accel.apply(self.pipe, runner, self.device, self.dtype)
         _PIPELINES.add(self.pipe)
         self.passes = passes.Passes(self.pipe)

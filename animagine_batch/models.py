@@ -1,7 +1,8 @@
 """Model sources: embedded, hub id + revision, local diffusers folder, single checkpoint file.
 
 `check_source` runs before any work (no weights loaded); `identity` gives the string that enters
-every task id; `load_pipeline` loads through diffusers' `from_pretrained` / `from_single_file`.
+every task id; `model_loading.load_pipeline` loads through diffusers' `from_pretrained` /
+`from_single_file`.
 
 Loading never runs code that comes with a model: only `StableDiffusionXLPipeline` folders whose
 components are diffusers or transformers classes are accepted, remote code is refused, and pickle
@@ -38,7 +39,7 @@ def _cached_snapshot(repo: str, filename: str, revision: str | None) -> str | No
 LOCAL_MODEL = "model.path=/path/to/diffusers-folder or model.path=/path/to/model.safetensors"
 
 
-def _missing_message(spec: ModelSpec, what: str, repo: str, revision: str | None,
+def missing_message(spec: ModelSpec, what: str, repo: str, revision: str | None,
                      local: str = LOCAL_MODEL) -> str:
     where = "the hub is offline (HF_HUB_OFFLINE=1)" if _offline() else "it could not be fetched"
     return (f"model: cannot load {what} {repo!r} (revision {revision or 'main'}) for model config "
@@ -77,7 +78,7 @@ def check_pipeline_folder(folder: Path, key: str, allow_pickle: bool) -> None:
                               + PICKLE_HINT)
 
 
-def _single_file(spec: ModelSpec) -> bool:
+def is_single_file(spec: ModelSpec) -> bool:
     return bool(spec.path) and Path(spec.path).expanduser().is_file()
 
 
@@ -102,7 +103,7 @@ def _check_config(spec: ModelSpec) -> None:
     if snap:
         check_pipeline_folder(Path(snap).parent, "model.config", allow_pickle=True)
     elif _offline():
-        raise ConfigError(_missing_message(spec, "component configs", spec.config, None,
+        raise ConfigError(missing_message(spec, "component configs", spec.config, None,
                                            "model.config=/path/to/diffusers-folder"))
 
 
@@ -133,7 +134,7 @@ def check_source(spec: ModelSpec) -> None:
         if snap:
             check_pipeline_folder(Path(snap).parent, "model.id", spec.allow_pickle)
         elif _offline():
-            raise ConfigError(_missing_message(spec, "model", spec.id, spec.revision))
+            raise ConfigError(missing_message(spec, "model", spec.id, spec.revision))
     if spec.vae:
         v = Path(spec.vae).expanduser()
         if v.is_dir():
@@ -145,7 +146,7 @@ def check_source(spec: ModelSpec) -> None:
             raise ConfigError(f"model.vae: {spec.vae} does not exist; give a local folder of an "
                               "AutoencoderKL (config.json + weights) or a hub id")
         elif _offline() and not _cached_snapshot(spec.vae, "config.json", spec.vae_revision):
-            raise ConfigError(_missing_message(spec, "VAE", spec.vae, spec.vae_revision,
+            raise ConfigError(missing_message(spec, "VAE", spec.vae, spec.vae_revision,
                                                "model.vae=/path/to/vae-folder"))
 
 
@@ -234,87 +235,3 @@ def display_name(spec: ModelSpec) -> str:
     if spec.embedded:
         return spec.embedded
     return spec.id.rsplit("/", 1)[-1]
-
-
-def _said(e: Exception) -> str:
-    return f" (loader said: {str(e).strip().splitlines()[0][:300]})" if str(e).strip() else ""
-
-
-def _load_error(spec: ModelSpec, e: Exception) -> str:
-    if _single_file(spec):
-        fix = ("check that model.config describes this checkpoint's architecture" if spec.config
-               else "set model.config=/path/to/diffusers-folder (or a cached hub id) of the same "
-               "architecture; without it diffusers looks the configs up on the hub")
-        return f"model.path: cannot build an SDXL pipeline from {spec.path}{_said(e)}; {fix}"
-    if not spec.allow_pickle and "safetensors" in str(e):
-        return (f"model: {spec.path or spec.id} lacks .safetensors weights for a component{_said(e)}"
-                f"; pickle weights{PICKLE_HINT}")
-    if spec.path:
-        return f"model.path: cannot load {spec.path}{_said(e)}"
-    return _missing_message(spec, "model", spec.id, spec.revision) + _said(e)
-
-
-def _pipeline_folder(spec: ModelSpec, safe: dict) -> str:
-    """The local diffusers folder to load (hub models are downloaded, or found in the cache)."""
-    from diffusers import StableDiffusionXLPipeline
-
-    if spec.path:
-        folder, key = Path(spec.path).expanduser(), "model.path"
-    elif spec.embedded:
-        return str(offline.ensure_model(spec.embedded, spec.seed))
-    else:
-        folder, key = Path(StableDiffusionXLPipeline.download(
-            spec.id, revision=spec.revision, trust_remote_code=False, **safe)), "model.id"
-    check_pipeline_folder(folder, key, spec.allow_pickle)
-    return str(folder)
-
-
-def _from_single_file(spec: ModelSpec, kwargs: dict):
-    from diffusers import StableDiffusionXLPipeline
-
-    from .checkpoints import open_clip_text_encoder
-
-    path = str(Path(spec.path).expanduser())
-    config = spec.config
-    if config and Path(config).expanduser().is_dir():
-        config = str(Path(config).expanduser())
-        check_pipeline_folder(Path(config), "model.config", allow_pickle=True)
-    te2 = open_clip_text_encoder(path, config, kwargs["dtype"])
-    extra = {"text_encoder_2": te2} if te2 is not None else {}
-    return StableDiffusionXLPipeline.from_single_file(path, config=config, **extra, **kwargs)
-
-
-def load_pipeline(spec: ModelSpec, device: str, dtype):
-    """An SDXL pipeline on `device` in `dtype`, watermark off, progress bars off. No code that
-    comes with the model runs: custom pipelines and components are refused, remote code is not
-    trusted, and pickle weights load only with `model.allow_pickle` (through `weights_only`)."""
-    import diffusers
-    import torch
-    import transformers
-    from diffusers import AutoencoderKL, StableDiffusionXLPipeline
-    from diffusers.loaders.single_file_utils import SingleFileComponentError
-
-    diffusers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    safe = {"use_safetensors": None if spec.allow_pickle else True}  # None: safetensors first
-    kwargs = {"dtype": dtype, "add_watermarker": False}
-    if spec.vae:
-        v = Path(spec.vae).expanduser()
-        try:
-            kwargs["vae"] = AutoencoderKL.from_pretrained(
-                str(v) if v.is_dir() else spec.vae, revision=None if v.is_dir() else spec.vae_revision,
-                dtype=dtype, **safe)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"model.vae: cannot load the VAE {spec.vae!r}{_said(e)}; give a "
-                              "local AutoencoderKL folder or a cached hub id") from None
-    try:
-        if _single_file(spec):
-            pipe = _from_single_file(spec, kwargs)
-        else:
-            pipe = StableDiffusionXLPipeline.from_pretrained(
-                _pipeline_folder(spec, safe), trust_remote_code=False, **safe, **kwargs)
-    except (OSError, ValueError, SingleFileComponentError) as e:
-        raise ConfigError(_load_error(spec, e)) from None
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(torch.device(device))
-    return pipe

@@ -160,13 +160,13 @@ def start_framework(pipe, s: dict, device: str, quick: bool, compile_: bool, ove
     optimisations (`optimise: on`) and the overlap that `auto` keeps for CUDA."""
     import yaml
 
-    from animagine_batch import models
+    from animagine_batch import model_loading, models
     from animagine_batch.config import ModelSpec, RunnerSpec
     from animagine_batch.runners.base import WorkerContext
     from animagine_batch.runners.local import LocalRunner
     from animagine_batch.scorers.registry import ScorerSpec
 
-    models.load_pipeline = lambda spec, dev, dtype: pipe.to(device=dev, dtype=dtype)
+    model_loading.load_pipeline = lambda spec, dev, dtype: pipe.to(device=dev, dtype=dtype)
     spec = ModelSpec(name=s["model"], embedded=s["model"], id=f"embedded/{s['model']}",
                      min_size=16, max_size=2048)
     scorers = tuple(ScorerSpec.make(name, yaml.safe_load(

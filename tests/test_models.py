@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from analysis import load_run
-from animagine_batch import checkpoints, cli, models, offline
+from animagine_batch import checkpoints, cli, model_loading, models, offline
 from animagine_batch.config import ModelSpec
 from animagine_batch.errors import ConfigError
 from conftest import run_cli
@@ -161,7 +161,7 @@ def test_allowed_pickle_still_never_runs_code(sources, tmp_path):
                      allow_pickle=True)
     models.check_source(spec)
     with pytest.raises(ConfigError, match="model.path: cannot build an SDXL pipeline"):
-        models.load_pipeline(spec, "cpu", torch.float32)
+        model_loading.load_pipeline(spec, "cpu", torch.float32)
     assert not marker.exists()
 
 
@@ -182,7 +182,7 @@ def test_model_code_is_never_run(tiny_dir, tmp_path, where):
     with pytest.raises(ConfigError, match="model.path: .* code is never run"):
         models.check_source(spec)
     with pytest.raises(ConfigError, match="code is never run"):
-        models.load_pipeline(spec, "cpu", torch.float32)
+        model_loading.load_pipeline(spec, "cpu", torch.float32)
     assert not marker.exists()
     if where == "pipeline":
         r = generate(tmp_path, f"model.path={folder}", "--dry-run")
