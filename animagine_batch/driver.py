@@ -97,7 +97,8 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
     }
 
 
-def dry_run(plan: Plan, out=sys.stdout) -> None:
+def dry_run(plan: Plan, out=None) -> None:
+    out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     spec = plan.spec
     done = S.done_ids(spec.run_dir) if spec.run_dir.is_dir() else set()
     pending = [t for t in plan.tasks if t.task_id not in done]
@@ -149,12 +150,13 @@ def _summary(spec: JobSpec, out, seconds: float, generated: int, scores: list[st
         print(f"mean scores by {axis}:\n{means.to_string()}", file=out)
 
 
-def run(plan: Plan, raw: dict, out=sys.stdout) -> int:
+def run(plan: Plan, raw: dict, out=None) -> int:
     """Run (or resume) the job. Returns the number of images generated in this invocation.
 
     The run directory is opened when the first unit's result arrives, so a model or scorer that
     fails to load (locally or in a Ray worker) leaves no output behind.
     """
+    out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     from tqdm import tqdm
 
     spec = plan.spec

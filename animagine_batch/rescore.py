@@ -41,8 +41,9 @@ def _done(folder: Path, digest: str) -> set[str]:
             if h == digest}
 
 
-def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=sys.stdout) -> dict:
+def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None) -> dict:
     """Score every `ok` image of the run with each scorer; returns {scorer: images scored}."""
+    out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     from tqdm import tqdm
 
     from .config import RunnerSpec
