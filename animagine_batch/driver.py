@@ -85,7 +85,8 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
     import transformers
 
     return {
-        "loras": {p: models.lora_identity(p) for p in lora_paths(spec)},
+        "loras": {k.removeprefix("lora:"): v for k, v in identities.items()
+                  if k.startswith("lora:")},
         "package": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
         "diffusers": str(diffusers.__version__), "transformers": str(transformers.__version__),
         "config_sha256": hashlib.sha256(json.dumps(raw, sort_keys=True, default=str)
