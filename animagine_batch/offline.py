@@ -102,7 +102,8 @@ def build_pipeline(name: str, seed: int = 0, dtype=None):
         te2 = CLIPTextModelWithProjection(CLIPTextConfig(**_config(kind, "text_encoder_2")))
     finally:
         torch.random.set_rng_state(gen_state)
-    scheduler = EulerAncestralDiscreteScheduler.from_config(_config(kind, "scheduler"))
+    with torch.device("cpu"):  # its tables stay on the CPU under a caller's device context
+        scheduler = EulerAncestralDiscreteScheduler.from_config(_config(kind, "scheduler"))
     pipe = StableDiffusionXLPipeline(
         vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=make_tokenizer("<|endoftext|>"),
         tokenizer_2=make_tokenizer("!"), unet=unet, scheduler=scheduler,

@@ -63,3 +63,13 @@ def test_full_size_configs_have_sdxl_shape():
     assert count(vae) == pytest.approx(83.65e6, rel=0.01)
     assert count(te1) == pytest.approx(123.06e6, rel=0.01)
     assert count(te2) == pytest.approx(694.66e6, rel=0.01)
+
+
+def test_pipeline_builds_under_a_device_context():
+    """The GPU benchmark builds the model directly on the GPU under `torch.device(...)`: the
+    modules follow the context, the scheduler's numpy tables stay on the CPU. The meta device
+    stands in for CUDA here (any non-CPU default device broke the scheduler the same way)."""
+    with torch.device("meta"):
+        pipe = offline.build_pipeline("tiny")
+    assert pipe.unet.device.type == "meta" and pipe.text_encoder_2.device.type == "meta"
+    assert pipe.scheduler.sigmas.device.type == "cpu" and len(pipe.scheduler.sigmas) > 1
