@@ -55,3 +55,19 @@ def test_missing_weights_name_the_scorer():
     with pytest.raises(ConfigError) as e:
         ClipScorer("clip", {"model": "ViT-H-14", "pretrained": "/no/such/weights.pt"}, "cpu")
     assert "scorer 'clip'" in str(e.value) and "scorer.clip.pretrained=" in str(e.value)
+
+
+def test_half_precision_casts_the_input_to_the_layers_dtype(scorer):
+    """open_clip's fp16 keeps embeddings and norms in float32, so the first parameter's dtype is
+    not the input's: a GPU run cast to it failed every unit. fp16 on the CPU runs the same code."""
+    half = ClipScorer("tiny_clip", {"embedded": "tiny", "precision": "fp16"}, "cpu")
+    assert half.dtype.is_floating_point and str(half.dtype) == "torch.float16"
+    rows = [{"content_prompt": CONTENT}] * 3
+    got, want = half(images(3), rows), scorer(images(3), rows)
+    assert np.allclose(got["clip_cosine"], want["clip_cosine"], atol=2e-2)
+
+
+def test_unknown_precision_is_a_config_error():
+    with pytest.raises(ConfigError) as e:
+        ClipScorer.check("tiny_clip", {"embedded": "tiny", "precision": "fp8"})
+    assert "scorer.tiny_clip.precision: 'fp8'" in str(e.value) and "bf16" in str(e.value)

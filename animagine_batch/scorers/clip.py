@@ -12,7 +12,21 @@ from __future__ import annotations
 import numpy as np
 
 from .. import offline_scorers
+from ..errors import ConfigError
 from .base import batches, load_error, require_cached
+
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # open_clip's names
+
+
+def resolve_precision(name: str, options: dict, device: str | None) -> str:
+    """`precision`: auto (fp32 on the CPU, fp16 on a GPU), fp32, fp16 or bf16."""
+    precision = str(options.get("precision") or "auto")
+    if precision == "auto":
+        return "fp32" if device in (None, "cpu") else "fp16"
+    if precision not in PRECISIONS:
+        raise ConfigError(f"scorer.{name}.precision: {precision!r} is not one of "
+                          f"auto, {', '.join(PRECISIONS)}")
+    return precision
 
 
 class ClipScorer:
@@ -37,6 +51,7 @@ class ClipScorer:
         """With the hub offline, a pretrained tag's weights must be cached."""
         import open_clip
 
+        resolve_precision(name, options, None)
         model, tag = str(options.get("model") or ""), options.get("pretrained")
         if options.get("embedded") or not tag or model.startswith("local-dir:"):
             return
@@ -60,7 +75,7 @@ class ClipScorer:
         if options.get("embedded"):
             pretrained = str(offline_scorers.ensure_tiny_clip())
             model_name = offline_scorers.register_tiny_clip()
-        precision = "fp32" if device == "cpu" else "fp16"
+        precision = resolve_precision(name, options, device)
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device, precision=precision)
@@ -70,7 +85,9 @@ class ClipScorer:
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.context = int(getattr(self.tokenizer, "context_length", 77))
-        self.dtype = next(self.model.parameters()).dtype
+        # open_clip's fp16/bf16 keep the embeddings and norms in float32 (the first parameter
+        # says float32), while the convolutions and linear layers take the input: cast to theirs
+        self.dtype = getattr(torch, PRECISIONS[precision])
         self._torch = torch
 
     def truncated(self, text: str) -> bool:
