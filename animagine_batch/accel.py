@@ -6,7 +6,8 @@
 - `optimise`: `auto` (default) optimises on CUDA devices and leaves a CPU pipeline exactly as
   loaded (same image bytes); `on` applies the same steps on any device; `none` never.
 - `compile`: `auto` (default) compiles the UNet when optimising on a CUDA GPU with bf16 tensor
-  cores (compute capability 8.0+) and Triton installed; `true` / `false` force it.
+  cores (compute capability 8.0+) and Triton installed, for a worker expected to make at least
+  `compile_min_images` images (default 1000; see step 5); `true` / `false` force it.
 - `overlap`: `auto` (default: on CUDA) lets the local runner encode PNGs and score unit N on a
   background thread while unit N+1 generates (`runners/overlap.py`).
 
@@ -32,10 +33,15 @@ Steps when optimising:
    not three). Not `reduce-overhead`: CUDA graphs remove kernel-launch overhead, which at
    1024x1024 is a few percent of a step that is compute-bound, and they hold a private memory
    pool per shape. Not `max-autotune(-no-cudagraphs)`: autotuning every matrix product and
-   convolution adds minutes per shape for little over cuBLAS/cuDNN at these sizes. Each new
-   shape (batch size, resolution) costs a compile of about a minute, so short jobs gain
-   nothing: set `compile: false` for them. Under `compile: auto` a compilation error falls
-   back to eager with a warning; under `true` it fails the unit.
+   convolution adds minutes per shape for little over cuBLAS/cuDNN at these sizes. Compiles
+   are slow: on an H100 (BENCHMARKS.md) the first (batch 1) took 147 s and the recompile for
+   the first new batch size 189 s, while compiled batch 4 made 0.80 images/s against eager's
+   0.66 (a second machine of the same kind): about 0.25 s saved per image, so the ~340 s of
+   two compiles are earned back after ~1,300 images and one compile's after ~600. Hence
+   `compile_min_images`: under `compile: auto` a worker compiles only when it is expected to
+   make at least that many images (the driver passes the pending count; the Ray runner divides
+   it among its actors). Under `compile: auto` a compilation error falls back to eager with a
+   warning; under `true` it fails the unit.
 """
 
 from __future__ import annotations
@@ -104,17 +110,26 @@ def vae_dtype(dtype, device):
     return torch.float32
 
 
-def _compile_wanted(value: str, device) -> bool:
+def compile_wanted(runner, device, images: int | None = None) -> tuple[bool, str]:
+    """Whether to compile the UNet, and why (see the module doc). `images`: how many images
+    this worker is expected to make (None: unknown, counted as many)."""
+    value = options(runner)["compile"]
     if value != "auto":
-        return value == "true"
+        return value == "true", f"compile: {value}"
+    least = int(getattr(runner, "compile_min_images", 0) or 0)
+    if images is not None and images < least:
+        return False, f"{images} images < runner.compile_min_images ({least})"
     if not _is_cuda(device):
-        return False
+        return False, "not a CUDA device"
     import importlib.util
 
     import torch
 
-    return torch.cuda.get_device_capability(device)[0] >= 8 and \
-        importlib.util.find_spec("triton") is not None
+    if torch.cuda.get_device_capability(device)[0] < 8:
+        return False, "GPU without bf16 tensor cores (compute capability < 8.0)"
+    if importlib.util.find_spec("triton") is None:
+        return False, "Triton is not installed"
+    return True, "compile: auto"
 
 
 class CompiledOrEager:
@@ -148,8 +163,9 @@ def _cast_input(fn, dtype):
     return cast
 
 
-def apply(pipe, runner, device, dtype) -> dict:
-    """Optimise a loaded pipeline in place (see the module doc); returns what was done."""
+def apply(pipe, runner, device, dtype, images: int | None = None) -> dict:
+    """Optimise a loaded pipeline in place (see the module doc); returns what was done.
+    `images`: how many images this worker is expected to make (`compile: auto` weighs it)."""
     done: dict = {"optimised": False}
     opts = options(runner)
     if not active(runner, device):
@@ -172,7 +188,9 @@ def apply(pipe, runner, device, dtype) -> dict:
     done.update(optimised=True, dtype=str(dtype).removeprefix("torch."),
                 vae_dtype=str(vae).removeprefix("torch."), attention="sdpa", fused_qkv=True,
                 channels_last=True, compiled=False)
-    if _compile_wanted(opts["compile"], device):
+    wanted, why = compile_wanted(runner, device, images)
+    done["compile_reason"] = why
+    if wanted:
         import torch._inductor.config as inductor
 
         inductor.conv_1x1_as_mm = True  # 1x1 convolutions as matrix products: fusable epilogues

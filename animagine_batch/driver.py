@@ -7,6 +7,7 @@ import json
 import platform
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def run(plan: Plan, raw: dict, out=None) -> int:
     store = S.RunStore(spec.run_dir, S.results_schema(axis_types(spec), scorer_columns, prov))
     ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
                         runner=spec.runner, png_compress_level=spec.output.png_compress_level,
-                        scorers=spec.scorers)
+                        scorers=spec.scorers, images=dict(Counter(t.model for t in pending)))
     runner = make_runner(spec.runner.name, spec.runner.address)
     print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units "
           f"({spec.runner.name} runner)", file=out)

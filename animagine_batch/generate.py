@@ -119,14 +119,14 @@ class Generator:
     """Holds one pipeline (and the job's scorers); `__call__(unit)` generates one batch."""
 
     def __init__(self, model: ModelSpec, identity: str, runner: RunnerSpec, job: str,
-                 png_compress_level: int = 1, scorers: tuple = ()):
+                 png_compress_level: int = 1, scorers: tuple = (), images: int | None = None):
         self.model = model
         self.job = job
         self.png_compress_level = png_compress_level
         self.scorers = scorers
         self.device, self.dtype = resolve_device(runner)
         self.pipe = model_loading.load_pipeline(model, self.device, self.dtype)
-        self.accel = accel.apply(self.pipe, runner, self.device, self.dtype)
+        self.accel = accel.apply(self.pipe, runner, self.device, self.dtype, images)
         _PIPELINES.add(self.pipe)
         self.passes = passes.Passes(self.pipe)
         self._lora_hashes: dict[str, str] = {}

@@ -165,6 +165,7 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
                        "runner", RunnerSpec)
     if runner.name not in RUNNERS:
         c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(RUNNERS)}")
+    check_int(c, "runner.compile_min_images", runner.compile_min_images, 0)
     try:
         from .accel import options
 

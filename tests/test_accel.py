@@ -183,3 +183,52 @@ def test_a_lora_loaded_after_fusing_unfuses_first():
     assert not pipe.fusing_unet
     assert "FusedAttnProcessor2_0" not in {
         type(p).__name__ for p in pipe.unet.attn_processors.values()}
+
+
+def test_auto_compiles_only_for_enough_images_on_a_capable_gpu(monkeypatch):
+    auto = RunnerSpec()  # compile: auto, compile_min_images: 1000
+    assert accel.compile_wanted(auto, "cpu") == (False, "not a CUDA device")
+    assert accel.compile_wanted(auto, "cuda", images=999) == \
+        (False, "999 images < runner.compile_min_images (1000)")
+    assert accel.compile_wanted(RunnerSpec(compile=True), "cpu", images=3) == (True, "compile: true")
+    assert accel.compile_wanted(RunnerSpec(compile=False), "cuda")[0] is False
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+    assert accel.compile_wanted(auto, "cuda", images=1000) == (True, "compile: auto")
+    assert accel.compile_wanted(auto, "cuda:0")[0]  # unknown size counts as many
+    assert accel.compile_wanted(RunnerSpec(compile_min_images=0), "cuda", images=1)[0]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    assert accel.compile_wanted(auto, "cuda", images=5000)[1].startswith("GPU without bf16")
+
+
+def test_each_worker_weighs_its_share_of_the_images():
+    ctx = WorkerContext(job="j", models={}, identities={}, runner=RunnerSpec(),
+                        images={"a": 1001, "b": 8})
+    assert ctx.shared_by(4).images == {"a": 251, "b": 2} and ctx.shared_by(1) is ctx
+    assert WorkerContext(job="j", models={}, identities={}, runner=RunnerSpec()).shared_by(8).images \
+        is None
+
+
+def test_the_run_hands_its_pending_count_to_the_optimiser(tmp_path, monkeypatch):
+    from animagine_batch import cli
+
+    seen = []
+    real = accel.apply
+
+    def spy(pipe, runner, device, dtype, images=None):
+        seen.append(images)
+        return real(pipe, runner, device, dtype, images)
+
+    monkeypatch.setattr(accel, "apply", spy)
+    args = ["run", str(REPO / "jobs" / "demo.yaml"), f"output.root={tmp_path}", "runner=local",
+            "scorers=[]", "sweep.grid={}", "sweep.seeds=[1,2,3]", "generation.steps=1"]
+    assert cli.main(args) == 0
+    made = len(list((tmp_path / "demo" / "images").glob("*.png")))
+    assert made > 3 and seen == [made]
+    assert cli.main(args + ["sweep.seeds=[1,2,3,4]"]) == 0  # a resume counts what is left
+    assert seen[1] == made / 3
+
+
+def test_compile_min_images_is_checked(compose):
+    with pytest.raises(ConfigError, match=r"runner.compile_min_images: -1 must be >= 0"):
+        compose("demo", "runner.compile_min_images=-1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator, Protocol
 
 from ..config import ModelSpec, RunnerSpec
@@ -20,6 +20,13 @@ class WorkerContext:
     runner: RunnerSpec
     png_compress_level: int = 1
     scorers: tuple[ScorerSpec, ...] = field(default_factory=tuple)
+    images: dict[str, int] | None = None  # model -> images a worker is expected to make of it
+
+    def shared_by(self, workers: int) -> "WorkerContext":
+        """The context each of `workers` workers gets: its share of the images, rounded up."""
+        if self.images is None or workers <= 1:
+            return self
+        return replace(self, images={m: -(-n // workers) for m, n in self.images.items()})
 
 
 class Runner(Protocol):

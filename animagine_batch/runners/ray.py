@@ -98,6 +98,7 @@ class RayRunner:
         else:
             self.workers = max(1, int(ctx.runner.workers))
             self.cpus_per_worker = max(1.0, float(resources.get("CPU", 1)) // self.workers)
+        self.ctx = ctx.shared_by(self.workers)  # `compile: auto` weighs each actor's share
 
     def run(self, units: list[Unit]) -> Iterator[UnitResult]:
         from ray.data import DataContext

@@ -26,7 +26,8 @@ class Worker:
             self.close()  # never hold two pipelines
             self.generator = Generator(self.ctx.models[model], self.ctx.identities[model],
                                        self.ctx.runner, self.ctx.job,
-                                       self.ctx.png_compress_level, self.scorers)
+                                       self.ctx.png_compress_level, self.scorers,
+                                       images=(self.ctx.images or {}).get(model))
             self.model = model
         return self.generator
 
