@@ -7,7 +7,8 @@
   loaded (same image bytes); `on` applies the same steps on any device; `none` never.
 - `compile`: `auto` (default) compiles the UNet when optimising on a CUDA GPU with bf16 tensor
   cores (compute capability 8.0+) and Triton installed, for a worker expected to make at least
-  `compile_min_images` images (default 1000; see step 5); `true` / `false` force it.
+  `compile_min_images` images of the model (default 1500; see step 5); `true` / `false` force
+  it.
 - `overlap`: `auto` (default: on CUDA) lets the local runner encode PNGs and score unit N on a
   background thread while unit N+1 generates (`runners/overlap.py`).
 
@@ -35,13 +36,15 @@ Steps when optimising:
    pool per shape. Not `max-autotune(-no-cudagraphs)`: autotuning every matrix product and
    convolution adds minutes per shape for little over cuBLAS/cuDNN at these sizes. Compiles
    are slow: on an H100 (BENCHMARKS.md) the first (batch 1) took 147 s and the recompile for
-   the first new batch size 189 s, while compiled batch 4 made 0.80 images/s against eager's
-   0.66 (a second machine of the same kind): about 0.25 s saved per image, so the ~340 s of
-   two compiles are earned back after ~1,300 images and one compile's after ~600. Hence
-   `compile_min_images`: under `compile: auto` a worker compiles only when it is expected to
-   make at least that many images (the driver passes the pending count; the Ray runner divides
-   it among its actors). Under `compile: auto` a compilation error falls back to eager with a
-   warning; under `true` it fails the unit.
+   the first new batch size 189 s. Compiled batch 4 made 0.80 images/s and eager batch 4 0.66
+   on a second machine of the same kind: an estimated 0.25 s saved per image (two machines,
+   and the compiled run's scoring had failed), so the ~340 s of two compiles (a job whose last
+   unit is smaller has both) are earned back after ~1,350 images. Hence `compile_min_images`
+   (default 1500): under `compile: auto` a worker compiles only when it is expected to make at
+   least that many images of the model (the driver passes the pending count per model; the Ray
+   runner divides it among its actors). Under `compile: auto` a compilation error falls back
+   to eager with a warning (the worker's printed set-up then says so); under `true` it fails
+   the unit.
 """
 
 from __future__ import annotations
@@ -132,6 +135,16 @@ def compile_wanted(runner, device, images: int | None = None) -> tuple[bool, str
     return True, "compile: auto"
 
 
+def summary(done: dict) -> str:
+    """One line for the run's output: what `apply` did to a worker's pipeline."""
+    if not done.get("optimised"):
+        return f"pipeline as loaded ({done.get('reason', 'not optimised')})"
+    compiled = "UNet compiled" if done.get("compiled") else \
+        f"UNet eager ({done.get('compile_reason', 'not compiled')})"
+    return (f"{done['dtype']}, VAE {done['vae_dtype']}, SDPA, fused QKV, channels_last, "
+            f"{compiled}")
+
+
 class CompiledOrEager:
     """The UNet's forward: the compiled one, or eager from the first compilation error on when
     `fallback` is set (a warning names the error)."""
@@ -166,10 +179,10 @@ def _cast_input(fn, dtype):
 def apply(pipe, runner, device, dtype, images: int | None = None) -> dict:
     """Optimise a loaded pipeline in place (see the module doc); returns what was done.
     `images`: how many images this worker is expected to make (`compile: auto` weighs it)."""
-    done: dict = {"optimised": False}
     opts = options(runner)
     if not active(runner, device):
-        return done
+        return {"optimised": False, "reason": f"runner.optimise: {opts['optimise']} on {device}"}
+    done: dict = {"optimised": False}
     import torch
     from diffusers.models.attention_processor import AttnProcessor2_0
 

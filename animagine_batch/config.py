@@ -106,7 +106,7 @@ class RunnerSpec:
     dtype: str = "auto"  # auto (fp32 on CPU; on GPU bf16 when optimised, else fp16) | float32 | float16 | bfloat16
     optimise: str = "auto"  # auto (on CUDA) | on | none: accel.py's SDPA, fused QKV, channels_last, safe VAE
     compile: str | bool = "auto"  # auto | true | false: torch.compile of the UNet (accel.py)
-    compile_min_images: int = 1000  # `compile: auto` compiles for at least this many images a worker
+    compile_min_images: int = 1500  # `compile: auto`: only for a worker's share of this many
     overlap: str | bool = "auto"  # auto (on CUDA) | true | false: PNG + scores of unit N while N+1 generates
 
 

@@ -182,6 +182,7 @@ def run(plan: Plan, raw: dict, out=None) -> int:
     print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units "
           f"({spec.runner.name} runner)", file=out)
     busy: dict[str, float] = {}
+    reported: set[tuple] = set()
     try:
         runner.start(ctx, units[0].model)
         start = time.perf_counter()
@@ -191,6 +192,10 @@ def run(plan: Plan, raw: dict, out=None) -> int:
                 if not busy:
                     store.open(yaml.safe_dump({"job": raw, "provenance": prov},
                                               sort_keys=False, allow_unicode=True))
+                setup = (result.worker, result.extra.get("setup"))
+                if setup[1] and setup not in reported:  # each worker's pipeline set-up, once
+                    reported.add(setup)
+                    bar.write(f"worker {setup[0]}: {setup[1]}", file=out)
                 store.write(result)
                 busy[result.worker] = busy.get(result.worker, 0.0) + result.seconds
                 bar.update(len(result.rows))

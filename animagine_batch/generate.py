@@ -253,4 +253,13 @@ class Generator:
         for row in rows:
             row["gen_seconds"] = seconds / len(rows)
         return UnitResult(unit.unit_id, rows, pngs, seconds, self.worker,
-                          {"live_pipelines": len(_PIPELINES)})
+                          {"live_pipelines": len(_PIPELINES), "setup": self.setup()})
+
+    def setup(self) -> str:
+        """What `accel.apply` did to this pipeline, for the run's output; a compile that fell
+        back to eager says so."""
+        done = dict(self.accel)
+        error = getattr(getattr(getattr(self.pipe, "unet", None), "forward", None), "error", None)
+        if done.get("compiled") and error:
+            done.update(compiled=False, compile_reason=f"compile failed: {error[:120]}")
+        return f"{self.model.name} on {self.device}: {accel.summary(done)}"

@@ -50,7 +50,7 @@ def test_auto_does_nothing_on_cpu(tiny_generator, tasks):
     assert accel.vae_dtype(torch.float16, "cpu") == torch.float32
     assert accel.vae_dtype(torch.bfloat16, "cuda") == torch.bfloat16
     pipe = tiny_generator.pipe
-    assert tiny_generator.accel == {"optimised": False}
+    assert tiny_generator.accel == {"optimised": False, "reason": "runner.optimise: auto on cpu"}
     assert tiny_generator.dtype == torch.float32 and pipe.vae.dtype == torch.float32
     assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
     assert "forward" not in vars(pipe.unet) and "decode" not in vars(pipe.vae)
@@ -186,15 +186,16 @@ def test_a_lora_loaded_after_fusing_unfuses_first():
 
 
 def test_auto_compiles_only_for_enough_images_on_a_capable_gpu(monkeypatch):
-    auto = RunnerSpec()  # compile: auto, compile_min_images: 1000
+    auto = RunnerSpec()  # compile: auto, compile_min_images: 1500
     assert accel.compile_wanted(auto, "cpu") == (False, "not a CUDA device")
-    assert accel.compile_wanted(auto, "cuda", images=999) == \
-        (False, "999 images < runner.compile_min_images (1000)")
-    assert accel.compile_wanted(RunnerSpec(compile=True), "cpu", images=3) == (True, "compile: true")
+    assert accel.compile_wanted(auto, "cuda", images=1499) == \
+        (False, "1499 images < runner.compile_min_images (1500)")
+    assert accel.compile_wanted(RunnerSpec(compile=True), "cpu", images=3) == \
+        (True, "compile: true")
     assert accel.compile_wanted(RunnerSpec(compile=False), "cuda")[0] is False
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
-    assert accel.compile_wanted(auto, "cuda", images=1000) == (True, "compile: auto")
+    assert accel.compile_wanted(auto, "cuda", images=1500) == (True, "compile: auto")
     assert accel.compile_wanted(auto, "cuda:0")[0]  # unknown size counts as many
     assert accel.compile_wanted(RunnerSpec(compile_min_images=0), "cuda", images=1)[0]
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
@@ -205,11 +206,11 @@ def test_each_worker_weighs_its_share_of_the_images():
     ctx = WorkerContext(job="j", models={}, identities={}, runner=RunnerSpec(),
                         images={"a": 1001, "b": 8})
     assert ctx.shared_by(4).images == {"a": 251, "b": 2} and ctx.shared_by(1) is ctx
-    assert WorkerContext(job="j", models={}, identities={}, runner=RunnerSpec()).shared_by(8).images \
-        is None
+    unknown = WorkerContext(job="j", models={}, identities={}, runner=RunnerSpec())
+    assert unknown.shared_by(8).images is None
 
 
-def test_the_run_hands_its_pending_count_to_the_optimiser(tmp_path, monkeypatch):
+def test_the_run_hands_its_pending_count_to_the_optimiser(tmp_path, monkeypatch, capsys):
     from animagine_batch import cli
 
     seen = []
@@ -225,6 +226,9 @@ def test_the_run_hands_its_pending_count_to_the_optimiser(tmp_path, monkeypatch)
     assert cli.main(args) == 0
     made = len(list((tmp_path / "demo" / "images").glob("*.png")))
     assert made > 3 and seen == [made]
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("worker ")]
+    assert len(said) == 1 and said[0].endswith(
+        ": tiny on cpu: pipeline as loaded (runner.optimise: auto on cpu)"), said
     assert cli.main(args + ["sweep.seeds=[1,2,3,4]"]) == 0  # a resume counts what is left
     assert seen[1] == made / 3
 
@@ -232,3 +236,11 @@ def test_the_run_hands_its_pending_count_to_the_optimiser(tmp_path, monkeypatch)
 def test_compile_min_images_is_checked(compose):
     with pytest.raises(ConfigError, match=r"runner.compile_min_images: -1 must be >= 0"):
         compose("demo", "runner.compile_min_images=-1")
+
+
+def test_the_summary_says_what_was_done_and_why():
+    gen_done = {"optimised": True, "dtype": "bfloat16", "vae_dtype": "bfloat16",
+                "compiled": False, "compile_reason": "12 images < runner.compile_min_images (1000)"}
+    assert accel.summary(gen_done) == ("bfloat16, VAE bfloat16, SDPA, fused QKV, channels_last, "
+                                       "UNet eager (12 images < runner.compile_min_images (1000))")
+    assert accel.summary({**gen_done, "compiled": True}).endswith(", UNet compiled")

@@ -43,12 +43,15 @@ def test_ray_gives_the_same_table_and_bytes_as_local(ray_session, tmp_path):
 
 @pytest.mark.parametrize("runner_name", ["local", "ray"])
 def test_three_models_never_more_than_one_pipeline_per_worker(ray_session, runner_name):
+    workers = 2 if runner_name == "ray" else 1
     spec, raw, dirs = cli.load_spec(str(REPO / "jobs" / "demo.yaml"), [
-        "sweep.grid={model:[tiny,tiny_b,tiny_c]}", "sweep.seeds=2", "scorers=[]", "runner=" + runner_name])
+        "sweep.grid={model:[tiny,tiny_b,tiny_c]}", "sweep.seeds=2", "scorers=[]",
+        "runner=" + runner_name, f"runner.workers={workers}", "runner.optimise=on"])
     plan = driver.make_plan(spec, dirs)
     units = sweep.units(plan.tasks, 2)
     assert [u.model for u in units] == ["tiny"] * 3 + ["tiny_b"] * 3 + ["tiny_c"] * 3
-    ctx = WorkerContext(spec.name, spec.models, plan.identities, spec.runner)
+    ctx = WorkerContext(spec.name, spec.models, plan.identities, spec.runner,
+                        images={"tiny": 6, "tiny_b": 6, "tiny_c": 5})
     # pipelines other fixtures hold in this process (the local runner runs in-process)
     baseline = live_pipelines() if runner_name == "local" else 0
     runner = make_runner(runner_name)
@@ -59,6 +62,11 @@ def test_three_models_never_more_than_one_pipeline_per_worker(ray_session, runne
         runner.close()
     assert len(results) == 9
     assert max(r.extra["live_pipelines"] for r in results) - baseline == 1
+    # each worker weighs its share of each model's images (here: too few to compile)
+    share = {"tiny": 6 // workers, "tiny_b": 6 // workers, "tiny_c": -(-5 // workers)}
+    assert {r.extra["setup"] for r in results} == {
+        f"{m} on cpu: float32, VAE float32, SDPA, fused QKV, channels_last, UNet eager "
+        f"({n} images < runner.compile_min_images (1500))" for m, n in share.items()}
     assert {r.rows[0]["model"] for r in results} == {"embedded/tiny-sdxl", "embedded/tiny-sdxl-b",
                                                     "embedded/tiny-sdxl-c"}
 
