@@ -69,6 +69,20 @@ def compose():
 
 
 @pytest.fixture(scope="session")
+def demo_tasks(compose):
+    """The demo job's tasks on the tiny model with no sweep axes: `demo_tasks(seeds, steps)`."""
+    from animagine_batch import prompts as P
+    from animagine_batch import sweep
+
+    def _tasks(seeds: list[int], steps: int):
+        spec = compose("demo", "sweep.grid={}", f"sweep.seeds={seeds}", f"generation.steps={steps}")
+        ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+        return sweep.expand(spec, ps, {"tiny": "embedded:test"})
+
+    return _tasks
+
+
+@pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance (127.0.0.1) for the in-process Ray tests."""
     import ray

@@ -10,7 +10,6 @@ import yaml
 from conftest import REPO
 
 from animagine_batch import accel, models, sweep
-from animagine_batch import prompts as P
 from animagine_batch.config import ModelSpec, RunnerSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.generate import Generator
@@ -24,10 +23,8 @@ TINY_B = ModelSpec(name="tiny_b", embedded="tiny", seed=1, id="embedded/tiny-sdx
 
 
 @pytest.fixture(scope="module")
-def tasks(compose):
-    spec = compose("demo", "sweep.grid={}", "sweep.seeds=[21,22,23,24]", "generation.steps=2")
-    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
-    return sweep.expand(spec, ps, {"tiny": "embedded:test"})
+def tasks(demo_tasks):
+    return demo_tasks([21, 22, 23, 24], 2)
 
 
 def one_unit(tasks_):

@@ -5,16 +5,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animagine_batch import prompts as P
 from animagine_batch import samplers, sweep
-from conftest import REPO
 
 
 @pytest.fixture(scope="module")
-def tasks(compose):
-    spec = compose("demo", "sweep.grid={}", "sweep.seeds=[11,12,13,14,15]", "generation.steps=3")
-    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
-    return sweep.expand(spec, ps, {"tiny": "embedded:test"})
+def tasks(demo_tasks):
+    return demo_tasks([11, 12, 13, 14, 15], 3)
 
 
 def unit(tasks_):
