@@ -129,7 +129,6 @@ class Generator:
         self.accel = accel.apply(self.pipe, runner, self.device, self.dtype, images)
         _PIPELINES.add(self.pipe)
         self.passes = passes.Passes(self.pipe)
-        self._lora_hashes: dict[str, str] = {}
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
         self.model_hash = models.model_hash(model, identity)
         self.model_name = models.display_name(model)
@@ -227,14 +226,12 @@ class Generator:
                 pngs[i] = None
         return self._finish(unit, rows, pngs, start)
 
-    def lora_hashes(self, used) -> dict:
-        """webui's short hashes of LoRA files for the infotext (hashed once per file)."""
+    @staticmethod
+    def lora_hashes(used) -> dict:
+        """webui's short hashes of LoRA files for the infotext (loras.short_hash caches them)."""
         from .loras import short_hash
 
-        for p, _ in used:
-            if p not in self._lora_hashes:
-                self._lora_hashes[p] = short_hash(p)
-        return self._lora_hashes
+        return {p: short_hash(p) for p, _ in used}
 
     def _score(self, pixels: np.ndarray, rows: list[dict], ok: list[int]) -> None:
         if not self.scorers or not ok:

@@ -4,6 +4,7 @@ units switch between adapter sets and scales without reloading the base model.""
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 from pathlib import Path
 
 EMBEDDED_PREFIX = "embedded:"
@@ -11,9 +12,17 @@ EMBEDDED_PREFIX = "embedded:"
 
 def short_hash(path: str) -> str:
     """webui's short hash of a .safetensors LoRA (`Lora hashes` in infotext, matched by Civitai):
-    the first 12 hex of the sha256 of the file after its JSON header (the "addnet" hash)."""
+    the first 12 hex of the sha256 of the file after its JSON header (the "addnet" hash). Read
+    once per process and file version, however many pipelines use it."""
+    p = Path(path).expanduser()
+    stat = p.stat()
+    return _short_hash(str(p), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=256)
+def _short_hash(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
-    with open(Path(path).expanduser(), "rb") as fh:
+    with open(path, "rb") as fh:
         fh.seek(8 + int.from_bytes(fh.read(8), "little"))
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
