@@ -103,6 +103,15 @@ def plain_text(text: str) -> str:
     return " ".join("".join(t for t, _ in seg) for seg in parse(text))
 
 
+def _pad(x, n: int, chunk):
+    """`x` [k*77, dim] extended to `n` positions with copies of `chunk` [77, dim]."""
+    import torch
+
+    if x.shape[0] == n:
+        return x
+    return torch.cat([x, chunk.repeat((n - x.shape[0]) // chunk.shape[0], 1)])
+
+
 class SDXLPromptEncoder:
     """Embeddings for A1111-syntax prompts on an SDXL pipeline's two text encoders.
 
@@ -142,8 +151,7 @@ class SDXLPromptEncoder:
                                                                 device=self.device)[0]
                  for p in self.providers]
         n = max(x.shape[0] for x in parts)  # both tokenizers share CLIP's BPE: equal lengths
-        parts = [torch.cat([x, e.repeat((n - x.shape[0]) // e.shape[0], 1)])
-                 for x, e in zip(parts, self._empty_chunks())]
+        parts = [_pad(x, n, e) for x, e in zip(parts, self._empty_chunks())]
         return torch.cat(parts, dim=-1)
 
     def _pooled(self, fragments: list[tuple[str, float]]):
@@ -189,19 +197,13 @@ class SDXLPromptEncoder:
     def encode_pair(self, prompt: str, negative: str) -> tuple[int, tuple]:
         """(positions, (embeds, pooled, negative embeds, negative pooled)) of one task. An empty
         negative is encoded as the empty prompt, as the pipeline does for `negative_prompt=""`."""
-        import torch
-
         pos, pos_pooled = self.encode(prompt)
         neg, neg_pooled = self.encode(negative)
         n = max(pos.shape[0], neg.shape[0])
-        pad = self.empty_chunk()
-
-        def fit(x):
-            if x.shape[0] == n:
-                return x
-            return torch.cat([x, pad.repeat((n - x.shape[0]) // pad.shape[0], 1)], dim=0)
-
-        return n, (fit(pos), pos_pooled, fit(neg), neg_pooled)
+        if pos.shape[0] != neg.shape[0]:
+            pad = self.empty_chunk()
+            pos, neg = _pad(pos, n, pad), _pad(neg, n, pad)
+        return n, (pos, pos_pooled, neg, neg_pooled)
 
     @staticmethod
     def stack(pairs: list[tuple]) -> dict:
