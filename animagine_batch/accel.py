@@ -182,7 +182,6 @@ def apply(pipe, runner, device, dtype, images: int | None = None) -> dict:
     opts = options(runner)
     if not active(runner, device):
         return {"optimised": False, "reason": f"runner.optimise: {opts['optimise']} on {device}"}
-    done: dict = {"optimised": False}
     import torch
     from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -198,11 +197,10 @@ def apply(pipe, runner, device, dtype, images: int | None = None) -> dict:
         pipe.vae.decode = _cast_input(pipe.vae.decode, vae)
     if _is_cuda(device):
         torch.backends.cudnn.benchmark = True
-    done.update(optimised=True, dtype=str(dtype).removeprefix("torch."),
-                vae_dtype=str(vae).removeprefix("torch."), attention="sdpa", fused_qkv=True,
-                channels_last=True, compiled=False)
     wanted, why = compile_wanted(runner, device, images)
-    done["compile_reason"] = why
+    done = {"optimised": True, "dtype": str(dtype).removeprefix("torch."),
+            "vae_dtype": str(vae).removeprefix("torch."), "attention": "sdpa", "fused_qkv": True,
+            "channels_last": True, "compiled": False, "compile_reason": why}
     if wanted:
         import torch._inductor.config as inductor
 

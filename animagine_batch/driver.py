@@ -18,6 +18,7 @@ from . import prompts as P
 from . import store as S
 from . import sweep
 from .config import JobSpec, count_tasks, is_off
+from .generate import token_count
 from .runners import WorkerContext, make_runner
 from .scorers import registry
 
@@ -66,7 +67,7 @@ def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
             continue
         for label, text in (("prompt", t.prompt), ("negative prompt", t.negative_prompt)):
             if text not in counts:
-                counts[text] = len(tok(text, truncation=False, verbose=False).input_ids) - 2
+                counts[text] = token_count(tok, text)
             if counts[text] > TOKEN_LIMIT:
                 found.append(f"task {t.task_id} ({t.prompt_key}, seed {t.seed}): {label} has "
                              f"{counts[text]} tokens; with weighting none the text encoders see the "

@@ -46,15 +46,15 @@ def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, v
         "Model hash": model_hash,
         "Model": model_name,
     }
-    hires = getattr(task, "hires", None)
+    hires = task.hires
     if hires:
         params |= {"Denoising strength": _num(hires[1]), "Hires upscale": _num(hires[0]),
                    "Hires upscaler": WEBUI_UPSCALERS.get(hires[2], hires[2])}
-    if getattr(task, "loras", ()):
+    if task.loras:
         params["Lora hashes"] = ", ".join(
             f"{lora_name(p)}: {(lora_hashes or {}).get(p, '')}" for p, _ in task.loras)
         params["Lora weights"] = ", ".join(f"{lora_name(p)}: {_num(s)}" for p, s in task.loras)
-    if getattr(task, "weighting", "a1111") == "none":
+    if task.weighting == "none":
         params["Emphasis"] = "None"  # webui's name for "brackets are literal text"
     params["Version"] = f"animagine-batch {version}"
     return params
@@ -113,7 +113,7 @@ def demo_metadata(task, model_name: str, sampler_name: str) -> dict:
         "sdxl_style": task.style_preset or "(None)",
         "add_quality_tags": task.quality_preset is not None,
         "quality_tags": task.quality_preset or "(None)",
-        "use_upscaler": None if not getattr(task, "hires", None) else {
+        "use_upscaler": None if not task.hires else {
             "upscale_method": task.hires[2], "upscaler_strength": task.hires[1],
             "upscale_by": task.hires[0], "new_resolution": "%d x %d" % hires_size(task)},
         "model": model_name,

@@ -39,7 +39,8 @@ def parse_hires(c: Collector, raw) -> HiresSpec:
     if spec.upscaler not in UPSCALERS:
         c.add("hires.upscaler", f"{spec.upscaler!r} is not one of {', '.join(UPSCALERS)}")
     return HiresSpec(scale=float(scale) if number_in(scale, *HIRES_SCALE) else None,
-                     strength=float(spec.strength) if number_in(spec.strength, 0, 1) else 0.55,
+                     strength=float(spec.strength) if number_in(spec.strength, 0, 1)
+                     else HiresSpec.strength,
                      upscaler=spec.upscaler)
 
 

@@ -152,7 +152,6 @@ def make_tasks(s: dict, n: int, first_seed: int, tag: str):
               "negative_prompt": NEGATIVE, "content_prompt": PROMPT, "sampler": "euler_a",
               "steps": s["steps"], "cfg": s["cfg"], "width": s["width"], "height": s["height"],
               "axes": ()}
-    values = {k: v for k, v in values.items() if k in Task._fields}
     return [Task(task_id=f"{tag}-{i:05d}", seed=first_seed + i, **values) for i in range(n)]
 
 
