@@ -225,20 +225,21 @@ def load_prompt_set(name_or_path: str, dirs: list[Path], wildcards=None,
                            ".yaml or .csv file"])
     raw = _read_csv(path) if path.suffix == ".csv" else _read_yaml(path)
     where = f"prompts ({path})"
+    pairs = list(enumerate(raw))  # (position in the file, raw entry)
     if wildcards is not None:
         from . import wildcards as W
 
         try:
-            raw = W.expand(raw, wildcards, job_seed, where)
+            pairs = W.expand(raw, wildcards, job_seed, where)
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001 - dynamicprompts' parse errors vary by release
             raise ConfigError([f"{where}: cannot expand wildcards: {e}"]) from None
-    entries = [_entry(r, where, i) for i, r in enumerate(raw)]
+    entries = [_entry(r, where, i) for i, r in pairs]
     if not entries:
         raise ConfigError([f"{where}: the prompt set is empty"])
     seen: dict[str, int] = {}
-    for i, e in enumerate(entries):
+    for (i, _), e in zip(pairs, entries):
         if e.key in seen:
             raise ConfigError([f"{where}: entries {seen[e.key]} and {i} share the id {e.key!r}"])
         seen[e.key] = i

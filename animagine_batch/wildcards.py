@@ -58,35 +58,27 @@ def _check_wildcards(template: str, manager, spec, where: str) -> None:
                            f"{', '.join(sorted(known)) or '(none)'}"])
 
 
-def _pinned(raw, index: int):
-    """An entry kept as it is, with the id its position in the file gives it (expansion moves
-    entries, and positions would shift)."""
-    if isinstance(raw, str):
-        return {"id": f"p{index:04d}", "tags": raw}
-    if isinstance(raw, dict) and not raw.get("id") and not raw.get("character"):
-        return {**raw, "id": f"p{index:04d}"}
-    return raw
-
-
 def entry_seed(job_seed: int, key: str) -> int:
     digest = hashlib.sha256(f"animagine-batch|wildcards|{job_seed}|{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
 
 
-def expand(raw_entries: list, spec, job_seed: int, where: str) -> list:
-    """Raw prompt-set entries -> raw entries with every variant spelled out."""
+def expand(raw_entries: list, spec, job_seed: int, where: str) -> list[tuple[int, object]]:
+    """Raw prompt-set entries -> (position in the file, raw entry) with every variant spelled
+    out; the position gives an entry without an id its key and names it in error messages."""
     from dynamicprompts.generators import CombinatorialPromptGenerator, RandomPromptGenerator
 
+    pairs = list(enumerate(raw_entries))
     if not any(has_syntax(_template(r)) for r in raw_entries if isinstance(r, (str, dict))):
-        return raw_entries
+        return pairs
     manager = _manager(spec)
     out = []
-    for i, raw in enumerate(raw_entries):
+    for i, raw in pairs:
         if isinstance(raw, dict) and set(raw) - {"id", *FIELDS}:
-            out.append(raw)  # unknown fields: prompts._entry reports them
+            out.append((i, raw))  # unknown fields: prompts._entry reports them
             continue
         if not isinstance(raw, (str, dict)) or not has_syntax(template := _template(raw)):
-            out.append(_pinned(raw, i))
+            out.append((i, raw))
             continue
         base = raw.get("id") if isinstance(raw, dict) and raw.get("id") else None
         if base is None and isinstance(raw, dict) and raw.get("character") \
@@ -103,6 +95,5 @@ def expand(raw_entries: list, spec, job_seed: int, where: str) -> list:
             variants = gen.generate(template, max_prompts=spec.variants or COMBINATORIAL_LIMIT)
         for n, text in enumerate(dict.fromkeys(variants)):
             fields = dict(zip(FIELDS, text.split(FIELD_SEP)))
-            item = {"id": f"{base}~{n}", **{k: v for k, v in fields.items() if v.strip()}}
-            out.append(item)
+            out.append((i, {"id": f"{base}~{n}", **{k: v for k, v in fields.items() if v.strip()}}))
     return out

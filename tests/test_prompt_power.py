@@ -235,6 +235,13 @@ def test_wildcard_expansion_keeps_file_positions_and_checks_fields(tmp_path):
     ps.write_text('- {subject: 1girl, tags: "{smile|frown}", colour: red}\n')
     with pytest.raises(ConfigError, match="unknown field.*colour"):
         P.load_prompt_set(str(ps), [], WildcardSpec(), 0)
+    # messages name the entry's place in the file, not its place among the variants
+    ps.write_text('- "1girl, {smile|frown|cry}"\n- {tags: []}\n')
+    with pytest.raises(ConfigError, match=r"entry 1 has no subject"):
+        P.load_prompt_set(str(ps), [], WildcardSpec(), 0)
+    ps.write_text('- "1girl, {smile|frown}"\n- {id: x, subject: 1boy}\n- {id: x, subject: 1boy}\n')
+    with pytest.raises(ConfigError, match=r"entries 1 and 2 share the id 'x'"):
+        P.load_prompt_set(str(ps), [], WildcardSpec(), 0)
 
 
 # ---------------------------------------------------------------- the packaged job
