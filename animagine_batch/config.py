@@ -132,6 +132,8 @@ class JobSpec:
     hires: HiresSpec = HiresSpec()
     loras: tuple[LoraSpec, ...] = ()
     wildcards: WildcardSpec = WildcardSpec()
+    # the prompt set validation loaded (and expanded), so the plan does not load it again
+    prompt_set: P.PromptSet | None = field(default=None, compare=False, repr=False)
 
     @property
     def run_dir(self) -> Path:

@@ -40,7 +40,8 @@ def make_plan(spec: JobSpec, prompt_dirs: list[Path]) -> Plan:
         registry.check(sc)
     identities = {name: models.identity(m) for name, m in spec.models.items()}
     identities |= {f"lora:{p}": models.lora_identity(p) for p in lora_paths(spec)}
-    prompt_set = P.load_prompt_set(spec.prompts, prompt_dirs, spec.wildcards, spec.sweep.seeds[0])
+    prompt_set = spec.prompt_set or P.load_prompt_set(spec.prompts, prompt_dirs, spec.wildcards,
+                                                      spec.sweep.seeds[0])
     return Plan(spec, prompt_set, identities, sweep.expand(spec, prompt_set, identities))
 
 

@@ -240,12 +240,12 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
 
     scorers = _parse_scorers(c, raw.get("scorers"), raw.get("scorer"), scorer_configs)
     prompts_name = str(raw.get("prompts") or "")
-    n_prompts = 0
+    prompt_set = None
     try:
-        n_prompts = len(P.load_prompt_set(prompts_name, prompt_dirs, expand_with,
-                                          sweep.seeds[0]).entries)
+        prompt_set = P.load_prompt_set(prompts_name, prompt_dirs, expand_with, sweep.seeds[0])
     except ConfigError as e:
         c.problems += e.problems
+    n_prompts = len(prompt_set.entries) if prompt_set else 0
     max_tasks = check_int(c, "max_tasks", raw.get("max_tasks", 100_000), 1) or 100_000
     total = count_tasks(n_prompts, sweep)
     if total > max_tasks:
@@ -256,4 +256,4 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     return JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
                    model=model, models=models, scorers=scorers,
                    runner=runner, output=output, max_tasks=max_tasks, hires=hires, loras=loras,
-                   wildcards=wildcards)
+                   wildcards=wildcards, prompt_set=prompt_set)

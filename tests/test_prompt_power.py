@@ -244,6 +244,17 @@ def test_wildcard_expansion_keeps_file_positions_and_checks_fields(tmp_path):
         P.load_prompt_set(str(ps), [], WildcardSpec(), 0)
 
 
+def test_the_plan_reuses_the_prompt_set_validation_loaded(monkeypatch):
+    from animagine_batch import driver
+
+    calls, real = [], P.load_prompt_set
+    monkeypatch.setattr(P, "load_prompt_set", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    spec, _, dirs = cli.load_spec(str(REPO / "jobs" / "prompt_power.yaml"), [])
+    plan = driver.make_plan(spec, dirs)
+    assert calls == ["prompt_power"] and plan.prompt_set is spec.prompt_set
+    assert len(plan.prompt_set.entries) > 3  # wildcard variants, expanded once
+
+
 # ---------------------------------------------------------------- the packaged job
 
 
