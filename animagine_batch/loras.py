@@ -99,9 +99,10 @@ class LoraAdapters:
         if p.suffix.lower() != ".safetensors":
             raise ValueError(f"LoRA {path}: only .safetensors files are loaded")
         # fused QKV attention (accel.py) reads copies in `to_qkv` and would bypass the LoRA
-        # layers that patch `to_q`, `to_k` and `to_v`: go back to the separate projections
-        if getattr(self.pipe, "fusing_unet", False) or getattr(self.pipe, "fusing_vae", False):
-            self.pipe.unfuse_qkv_projections()
+        # layers that patch `to_q`, `to_k` and `to_v`: go back to the separate projections in
+        # the UNet (a LoRA never patches the VAE, which stays fused)
+        if getattr(self.pipe, "fusing_unet", False):
+            self.pipe.unfuse_qkv_projections(vae=False)
         elif getattr(self.pipe.unet, "original_attn_processors", None) is not None:
             self.pipe.unet.unfuse_qkv_projections()
         name = f"lora{len(self.names)}"

@@ -177,7 +177,7 @@ def test_a_lora_loaded_after_fusing_unfuses_first():
     pipe = gen.pipe
     assert pipe.fusing_unet
     gen.passes.adapters.use(((str(ensure_lora()), 1.0),))
-    assert not pipe.fusing_unet
+    assert not pipe.fusing_unet and pipe.fusing_vae
     assert "FusedAttnProcessor2_0" not in {
         type(p).__name__ for p in pipe.unet.attn_processors.values()}
 
