@@ -51,6 +51,14 @@ PICKLE_HINT = (", which can run code when loaded; convert to .safetensors, or se
                "model.allow_pickle=true if you trust the source")
 
 
+def pickle_only(folder: Path) -> list[str]:
+    """The pickle weight files of a folder that has no .safetensors file (else [])."""
+    files = [f.name for f in folder.iterdir() if f.is_file()] if folder.is_dir() else []
+    if any(f.endswith(".safetensors") for f in files):
+        return []
+    return sorted(f for f in files if f.lower().endswith(PICKLE_SUFFIXES))
+
+
 def check_pipeline_folder(folder: Path, key: str, allow_pickle: bool) -> None:
     """A diffusers folder that loads as an SDXL pipeline without running code from the folder:
     `_class_name` is StableDiffusionXLPipeline, every component is a diffusers or transformers
@@ -71,9 +79,8 @@ def check_pipeline_folder(folder: Path, key: str, allow_pickle: bool) -> None:
                               "model_index.json; custom component code is never run, only "
                               "diffusers and transformers classes are loaded")
         sub = folder / name
-        files = [f.name for f in sub.iterdir() if f.is_file()] if sub.is_dir() else []
-        pickles = sorted(f for f in files if f.lower().endswith(PICKLE_SUFFIXES))
-        if pickles and not allow_pickle and not any(f.endswith(".safetensors") for f in files):
+        pickles = [] if allow_pickle else pickle_only(sub)
+        if pickles:
             raise ConfigError(f"{key}: {sub} holds only pickle weights ({', '.join(pickles)})"
                               + PICKLE_HINT)
 
@@ -138,9 +145,7 @@ def check_source(spec: ModelSpec) -> None:
     if spec.vae:
         v = Path(spec.vae).expanduser()
         if v.is_dir():
-            weights = [f.name for f in v.iterdir() if f.is_file()]
-            if not spec.allow_pickle and not any(f.endswith(".safetensors") for f in weights) \
-                    and any(f.lower().endswith(PICKLE_SUFFIXES) for f in weights):
+            if not spec.allow_pickle and pickle_only(v):
                 raise ConfigError(f"model.vae: {v} holds only pickle weights" + PICKLE_HINT)
         elif not _hub_id(spec.vae):
             raise ConfigError(f"model.vae: {spec.vae} does not exist; give a local folder of an "
