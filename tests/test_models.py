@@ -224,3 +224,14 @@ def test_hub_id_and_revision_load_from_the_local_cache(sources, reference, tmp_p
 def test_allow_pickle_must_be_a_boolean(compose):
     with pytest.raises(ConfigError, match="model.allow_pickle: 'maybe' is not true or false"):
         compose("demo", "model.allow_pickle=maybe")
+
+
+def test_vae_folder_of_pickles_only_is_refused_unless_allowed(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "diffusion_pytorch_model.bin").write_bytes(b"x")
+    spec = ModelSpec(name="t", embedded="tiny", vae=str(tmp_path))
+    with pytest.raises(ConfigError, match=r"model.vae: .* holds only pickle weights"):
+        models.check_source(spec)
+    models.check_source(ModelSpec(name="t", embedded="tiny", vae=str(tmp_path), allow_pickle=True))
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
+    models.check_source(spec)
