@@ -82,6 +82,29 @@ def demo_tasks(compose):
     return _tasks
 
 
+@pytest.fixture(scope="module")
+def tasks(demo_tasks):
+    """Fifteen demo tasks (three prompts, seeds 11-15, 3 steps); a module may override it."""
+    return demo_tasks([11, 12, 13, 14, 15], 3)
+
+
+def one_unit(tasks_):
+    """All of `tasks_` as one unit."""
+    from animagine_batch import sweep
+
+    return sweep.units(tasks_, 99)[0]
+
+
+def pixels(png: bytes):
+    """A PNG's RGB pixels as an int array."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
 @pytest.fixture(scope="session")
 def ray_session():
     """One local Ray instance (127.0.0.1) for the in-process Ray tests."""

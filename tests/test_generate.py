@@ -1,53 +1,39 @@
 """Generation: per-image seeds, batch independence, status rows, samplers built from config."""
 
-import io
 import numpy as np
 import pytest
-from PIL import Image
 
-from animagine_batch import samplers, sweep
-
-
-@pytest.fixture(scope="module")
-def tasks(demo_tasks):
-    return demo_tasks([11, 12, 13, 14, 15], 3)
-
-
-def unit(tasks_):
-    return sweep.units(tasks_, 99)[0]
-
-
-def pixels(png: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+from animagine_batch import samplers
+from conftest import one_unit, pixels
 
 
 def test_image_is_the_same_alone_and_in_a_batch(tiny_generator, tasks):
     target = tasks[0]
-    alone = tiny_generator(unit([target]))
-    batch = tiny_generator(unit([tasks[5], target, tasks[3], tasks[10]]))
+    alone = tiny_generator(one_unit([target]))
+    batch = tiny_generator(one_unit([tasks[5], target, tasks[3], tasks[10]]))
     assert [r["status"] for r in batch.rows] == ["ok"] * 4
     a, b = pixels(alone.pngs[0]), pixels(batch.pngs[1])
     assert np.abs(a - b).max() <= 2
-    again = tiny_generator(unit([tasks[5], target, tasks[3], tasks[10]]))
+    again = tiny_generator(one_unit([tasks[5], target, tasks[3], tasks[10]]))
     assert again.pngs == batch.pngs  # same composition: byte-identical
     assert [r["image_sha256"] for r in again.rows] == [r["image_sha256"] for r in batch.rows]
 
 
 def test_seeds_are_per_image_never_shared_or_offset(tiny_generator, tasks):
     same_seed_other_prompt = [t for t in tasks if t.seed == tasks[0].seed and t is not tasks[0]][0]
-    res = tiny_generator(unit([tasks[0], tasks[1]]))
+    res = tiny_generator(one_unit([tasks[0], tasks[1]]))
     assert res.pngs[0] != res.pngs[1]
     # the second image of a batch is its own seed's image, not seed+1 of the first
-    second_alone = tiny_generator(unit([tasks[1]]))
+    second_alone = tiny_generator(one_unit([tasks[1]]))
     assert np.abs(pixels(second_alone.pngs[0]) - pixels(res.pngs[1])).max() <= 2
     twin = same_seed_other_prompt._replace(prompt=tasks[0].prompt,
                    negative_prompt=tasks[0].negative_prompt, task_id="twin")
-    res2 = tiny_generator(unit([tasks[0], twin]))
+    res2 = tiny_generator(one_unit([tasks[0], twin]))
     assert np.abs(pixels(res2.pngs[0]) - pixels(res2.pngs[1])).max() <= 2
 
 
 def test_rows_carry_the_contract_columns(tiny_generator, tasks):
-    res = tiny_generator(unit(tasks[:2]))
+    res = tiny_generator(one_unit(tasks[:2]))
     row = res.rows[0]
     assert row["status"] == "ok" and row["error"] is None
     assert row["image_path"] == f"images/{tasks[0].task_id}.png"
@@ -62,7 +48,7 @@ def test_exception_becomes_error_rows(tiny_generator, tasks, monkeypatch):
         raise RuntimeError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(tiny_generator, "_generate", boom)
-    res = tiny_generator(unit(tasks[:3]))
+    res = tiny_generator(one_unit(tasks[:3]))
     assert [r["status"] for r in res.rows] == ["error"] * 3
     assert res.rows[0]["error"] == "RuntimeError: CUDA out of memory (simulated)"
     assert res.pngs == [None] * 3
@@ -73,7 +59,7 @@ def test_nonfinite_and_blank_images_get_status_nan(tiny_generator, tasks, monkey
     images[0, 5, 5, 1] = np.nan
     images[1] = 0.0
     monkeypatch.setattr(tiny_generator, "_generate", lambda unit_: images)
-    res = tiny_generator(unit(tasks[:3]))
+    res = tiny_generator(one_unit(tasks[:3]))
     assert [r["status"] for r in res.rows] == ["nan", "nan", "ok"]
     assert "non-finite" in res.rows[0]["error"] and "blank" in res.rows[1]["error"]
     assert res.pngs[0] is None and res.pngs[1] is None and res.pngs[2] is not None
@@ -93,7 +79,7 @@ def test_samplers_keep_the_sdxl_betas(sampler, tiny_generator):
 def test_every_sampler_generates(tiny_generator, tasks):
     for s in samplers.SAMPLERS:
         t = tasks[0]._replace(sampler=s.key, task_id=s.key)
-        res = tiny_generator(unit([t]))
+        res = tiny_generator(one_unit([t]))
         assert res.rows[0]["status"] == "ok", (s.key, res.rows[0]["error"])
         assert res.rows[0]["sampler"] == s.name
 
@@ -109,13 +95,13 @@ def test_out_of_memory_halves_the_batch(tiny_generator, tasks, monkeypatch):
         return real(unit_)
 
     monkeypatch.setattr(tiny_generator, "_generate", fake)
-    res = tiny_generator(unit(tasks[:4]))
+    res = tiny_generator(one_unit(tasks[:4]))
     assert calls == [4, 2, 1, 1, 2, 1, 1]
     assert [r["status"] for r in res.rows] == ["ok"] * 4
     monkeypatch.undo()
-    alone = tiny_generator(unit([tasks[2]]))
+    alone = tiny_generator(one_unit([tasks[2]]))
     assert res.pngs[2] == alone.pngs[0]  # generated alone after the split: the same bytes
     monkeypatch.setattr(tiny_generator, "_generate", lambda u: (_ for _ in ()).throw(
         RuntimeError("CUDA out of memory")))
-    res = tiny_generator(unit(tasks[:2]))
+    res = tiny_generator(one_unit(tasks[:2]))
     assert [r["status"] for r in res.rows] == ["error"] * 2  # a single image that still fails

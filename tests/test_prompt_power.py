@@ -14,8 +14,7 @@ from animagine_batch import prompts as P
 from animagine_batch.config import WildcardSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.offline_lora import ensure_lora
-from conftest import REPO, run_cli
-from test_generate import pixels, tasks, unit  # noqa: F401 - the tasks fixture
+from conftest import REPO, one_unit, pixels, run_cli
 
 
 @pytest.fixture
@@ -89,8 +88,8 @@ def test_stored_prompts_are_the_expanded_text(wild, tmp_path):
 
 def test_hires_pass_upscales_and_records_itself(tiny_generator, tasks):  # noqa: F811
     t = tasks[0]
-    plain = tiny_generator(unit([t]))
-    hi = tiny_generator(unit([t._replace(hires=(1.5, 0.55, "nearest-exact"), task_id="hi")]))
+    plain = tiny_generator(one_unit([t]))
+    hi = tiny_generator(one_unit([t._replace(hires=(1.5, 0.55, "nearest-exact"), task_id="hi")]))
     img = Image.open(io.BytesIO(hi.pngs[0]))
     assert img.size == (96, 96)
     info = metadata.parse_infotext(img.text["parameters"])
@@ -103,9 +102,9 @@ def test_hires_pass_upscales_and_records_itself(tiny_generator, tasks):  # noqa:
     assert hi.rows[0]["hires_scale"] == 1.5 and plain.rows[0]["hires_scale"] is None
     # the second pass starts from the first: downscaled, the hi-res image resembles it
     small = np.asarray(img.convert("RGB").resize((64, 64), Image.LANCZOS)).astype(int)
-    other = tiny_generator(unit([tasks[1]]))
+    other = tiny_generator(one_unit([tasks[1]]))
     assert np.abs(small - pixels(plain.pngs[0])).mean() < np.abs(small - pixels(other.pngs[0])).mean()
-    weaker = tiny_generator(unit([t._replace(hires=(1.5, 0.2, "nearest-exact"), task_id="h2")]))
+    weaker = tiny_generator(one_unit([t._replace(hires=(1.5, 0.2, "nearest-exact"), task_id="h2")]))
     assert weaker.pngs[0] != hi.pngs[0]
 
 
@@ -143,11 +142,11 @@ def lora_path():
 def test_lora_scale_switches_adapters_without_reloading(tiny_generator, tasks, lora_path):  # noqa: F811
     t = tasks[0]
     pipe = tiny_generator.pipe
-    base = tiny_generator(unit([t]))
-    zero = tiny_generator(unit([t._replace(loras=((lora_path, 0.0),), task_id="z")]))
-    one = tiny_generator(unit([t._replace(loras=((lora_path, 1.0),), task_id="o")]))
-    half = tiny_generator(unit([t._replace(loras=((lora_path, 0.5),), task_id="h")]))
-    after = tiny_generator(unit([t]))
+    base = tiny_generator(one_unit([t]))
+    zero = tiny_generator(one_unit([t._replace(loras=((lora_path, 0.0),), task_id="z")]))
+    one = tiny_generator(one_unit([t._replace(loras=((lora_path, 1.0),), task_id="o")]))
+    half = tiny_generator(one_unit([t._replace(loras=((lora_path, 0.5),), task_id="h")]))
+    after = tiny_generator(one_unit([t]))
     assert tiny_generator.pipe is pipe and generate.live_pipelines() == 1
     assert np.array_equal(pixels(zero.pngs[0]), pixels(base.pngs[0]))  # scale 0 = no LoRA
     assert not np.array_equal(pixels(one.pngs[0]), pixels(base.pngs[0]))
@@ -286,11 +285,11 @@ def test_a_lora_on_a_fused_qkv_unet_is_applied(tiny_generator, tasks, lora_path)
 
     spec = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16)
     t = tasks[0]._replace(loras=((lora_path, 1.0),), task_id="fused")
-    reference = tiny_generator(unit([t]))
+    reference = tiny_generator(one_unit([t]))
     fused = generate.Generator(spec, models.identity(spec), RunnerSpec(device="cpu"), job="t")
     try:
         fused.pipe.unet.fuse_qkv_projections()
-        out = fused(unit([t]))
+        out = fused(one_unit([t]))
     finally:
         fused.close()
     assert np.abs(pixels(out.pngs[0]) - pixels(reference.pngs[0])).max() <= 1

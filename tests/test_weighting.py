@@ -7,7 +7,7 @@ import torch
 from animagine_batch import tags as T
 from animagine_batch import weighting as W
 from animagine_batch import sweep
-from test_generate import pixels, tasks, unit  # noqa: F401 - the tasks fixture
+from conftest import one_unit, pixels
 
 W11, W09 = 1.1, round(1 / 1.1, 6)
 
@@ -125,8 +125,8 @@ def test_prompt_and_negative_are_padded_to_the_same_length(encoder):
 
 def test_weighting_none_and_a1111_agree_on_plain_prompts(tiny_generator, tasks):  # noqa: F811
     plain = [t._replace(negative_prompt="lowres, text") for t in tasks[:2]]
-    a = tiny_generator(unit([t._replace(weighting="a1111") for t in plain]))
-    b = tiny_generator(unit([t._replace(weighting="none") for t in plain]))
+    a = tiny_generator(one_unit([t._replace(weighting="a1111") for t in plain]))
+    b = tiny_generator(one_unit([t._replace(weighting="none") for t in plain]))
     for pa, pb in zip(a.pngs, b.pngs):
         assert np.array_equal(pixels(pa), pixels(pb))
     assert b"Emphasis: None" in b.pngs[0] and b"Emphasis" not in a.pngs[0]
@@ -135,11 +135,11 @@ def test_weighting_none_and_a1111_agree_on_plain_prompts(tiny_generator, tasks):
 def test_emphasis_changes_the_image_and_batching_never_changes_a_task(tiny_generator, tasks):  # noqa: F811
     t0 = tasks[0]
     assert "(bad)" in t0.negative_prompt  # the card's negative: emphasis matters by default
-    a1111 = tiny_generator(unit([t0]))
-    literal = tiny_generator(unit([t0._replace(weighting="none")]))
+    a1111 = tiny_generator(one_unit([t0]))
+    literal = tiny_generator(one_unit([t0._replace(weighting="none")]))
     assert a1111.pngs[0] != literal.pngs[0]
     long = t0._replace(prompt=t0.prompt + ", " + ", ".join(["red"] * 45), task_id="long")
-    mixed = tiny_generator(unit([long, t0]))  # two embedding lengths: two calls, no padding
+    mixed = tiny_generator(one_unit([long, t0]))  # two embedding lengths: two calls, no padding
     assert mixed.rows[1]["status"] == "ok"
     assert np.abs(pixels(mixed.pngs[1]) - pixels(a1111.pngs[0])).max() <= 2
     assert mixed.pngs[0] != mixed.pngs[1]
