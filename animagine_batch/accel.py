@@ -55,25 +55,20 @@ OPTIMISE = ("auto", "on", "none")
 SWITCH = ("auto", "true", "false")
 
 
-def _switch(value, key: str) -> str:
-    """A compile/overlap option as `auto`, `true` or `false` (YAML booleans accepted)."""
-    text = str(value).strip().lower()  # str(True) == "True"
-    if text not in SWITCH:
-        from .errors import ConfigError
-
-        raise ConfigError(f"runner.{key}: {value!r} is not one of auto, true, false")
-    return text
-
-
 def options(runner) -> dict[str, str]:
-    """The runner's optimisation options, checked (ConfigError on a bad value)."""
-    optimise = str(getattr(runner, "optimise", "auto")).strip().lower()
-    if optimise not in OPTIMISE:
+    """The runner's optimisation options, checked: a ConfigError names every bad value."""
+    allowed = {"optimise": OPTIMISE, "compile": SWITCH, "overlap": SWITCH}
+    out, problems = {}, []
+    for key, values in allowed.items():
+        value = getattr(runner, key, "auto")
+        out[key] = str(value).strip().lower()  # YAML booleans: str(True) == "True"
+        if out[key] not in values:
+            problems.append(f"runner.{key}: {value!r} is not one of {', '.join(values)}")
+    if problems:
         from .errors import ConfigError
 
-        raise ConfigError(f"runner.optimise: {optimise!r} is not one of {', '.join(OPTIMISE)}")
-    return {"optimise": optimise, "compile": _switch(getattr(runner, "compile", "auto"), "compile"),
-            "overlap": _switch(getattr(runner, "overlap", "auto"), "overlap")}
+        raise ConfigError(problems)
+    return out
 
 
 def _is_cuda(device) -> bool:

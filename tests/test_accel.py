@@ -36,6 +36,10 @@ def test_options_are_checked():
                 RunnerSpec(overlap=3)):
         with pytest.raises(ConfigError, match="runner"):
             accel.options(bad)
+    with pytest.raises(ConfigError) as e:  # every bad value at once
+        accel.options(RunnerSpec(optimise="max", compile="sometimes", overlap=3))
+    assert [p.split(":")[0] for p in e.value.problems] == \
+        ["runner.optimise", "runner.compile", "runner.overlap"]
 
 
 def test_auto_does_nothing_on_cpu(tiny_generator, tasks):
