@@ -86,7 +86,7 @@ def test_stored_prompts_are_the_expanded_text(wild, tmp_path):
 # ---------------------------------------------------------------- hi-res pass
 
 
-def test_hires_pass_upscales_and_records_itself(tiny_generator, tasks):  # noqa: F811
+def test_hires_pass_upscales_and_records_itself(tiny_generator, tasks):
     t = tasks[0]
     plain = tiny_generator(one_unit([t]))
     hi = tiny_generator(one_unit([t._replace(hires=(1.5, 0.55, "nearest-exact"), task_id="hi")]))
@@ -103,7 +103,8 @@ def test_hires_pass_upscales_and_records_itself(tiny_generator, tasks):  # noqa:
     # the second pass starts from the first: downscaled, the hi-res image resembles it
     small = np.asarray(img.convert("RGB").resize((64, 64), Image.LANCZOS)).astype(int)
     other = tiny_generator(one_unit([tasks[1]]))
-    assert np.abs(small - pixels(plain.pngs[0])).mean() < np.abs(small - pixels(other.pngs[0])).mean()
+    assert np.abs(small - pixels(plain.pngs[0])).mean() < \
+        np.abs(small - pixels(other.pngs[0])).mean()
     weaker = tiny_generator(one_unit([t._replace(hires=(1.5, 0.2, "nearest-exact"), task_id="h2")]))
     assert weaker.pngs[0] != hi.pngs[0]
 
@@ -139,7 +140,7 @@ def lora_path():
     return str(ensure_lora(0))
 
 
-def test_lora_scale_switches_adapters_without_reloading(tiny_generator, tasks, lora_path):  # noqa: F811
+def test_lora_scale_switches_adapters_without_reloading(tiny_generator, tasks, lora_path):
     t = tasks[0]
     pipe = tiny_generator.pipe
     base = tiny_generator(one_unit([t]))
@@ -180,7 +181,8 @@ def test_bad_loras_are_refused(tmp_path):
     ckpt = tmp_path / "style.ckpt"
     ckpt.write_bytes(b"x")
     r = run_cli("run", "jobs/demo.yaml", "--dry-run", f"output.root={tmp_path}",
-                f"loras=[{{path: '{ckpt}', scale: 0.8}}]", "sweep.grid.lora.path=[missing.safetensors]",
+                f"loras=[{{path: '{ckpt}', scale: 0.8}}]",
+                "sweep.grid.lora.path=[missing.safetensors]",
                 "sweep.grid.lora.scale=[abc]")
     assert r.returncode == 2
     assert f"loras[0].path: {ckpt} is not a .safetensors file; LoRA weights are loaded from " \
@@ -278,7 +280,7 @@ def test_prompt_power_job_runs_on_the_tiny_model(tmp_path, capsys):
     assert {tuple(x[:3]) for x in lines[1:]} == {("hires.scale", "1.5", "none")}  # off = reference
 
 
-def test_a_lora_on_a_fused_qkv_unet_is_applied(tiny_generator, tasks, lora_path):  # noqa: F811
+def test_a_lora_on_a_fused_qkv_unet_is_applied(tiny_generator, tasks, lora_path):
     """Fused QKV attention (a GPU optimisation) would bypass LoRA layers on to_q/to_k/to_v."""
     from animagine_batch import models
     from animagine_batch.config import ModelSpec, RunnerSpec

@@ -123,7 +123,7 @@ def test_prompt_and_negative_are_padded_to_the_same_length(encoder):
     assert torch.equal(pe[77:], encoder.empty_chunk())
 
 
-def test_weighting_none_and_a1111_agree_on_plain_prompts(tiny_generator, tasks):  # noqa: F811
+def test_weighting_none_and_a1111_agree_on_plain_prompts(tiny_generator, tasks):
     plain = [t._replace(negative_prompt="lowres, text") for t in tasks[:2]]
     a = tiny_generator(one_unit([t._replace(weighting="a1111") for t in plain]))
     b = tiny_generator(one_unit([t._replace(weighting="none") for t in plain]))
@@ -132,7 +132,7 @@ def test_weighting_none_and_a1111_agree_on_plain_prompts(tiny_generator, tasks):
     assert b"Emphasis: None" in b.pngs[0] and b"Emphasis" not in a.pngs[0]
 
 
-def test_emphasis_changes_the_image_and_batching_never_changes_a_task(tiny_generator, tasks):  # noqa: F811
+def test_emphasis_changes_the_image_and_batching_never_changes_a_task(tiny_generator, tasks):
     t0 = tasks[0]
     assert "(bad)" in t0.negative_prompt  # the card's negative: emphasis matters by default
     a1111 = tiny_generator(one_unit([t0]))
