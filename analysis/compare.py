@@ -200,7 +200,11 @@ def marginal_effects(df: pd.DataFrame, metrics: list[str], dirs, axes: list[str]
         if axis in df.columns and df[axis].nunique() > 1:
             levels = axis_levels(run_dir, axis) if run_dir else None
             parts.append(compare(df, axis, metrics, dirs, axes, levels=levels))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=COLUMNS)
+    if not parts:
+        return pd.DataFrame(columns=COLUMNS)
+    out = pd.concat(parts, ignore_index=True)
+    # levels of different axes have different types: text, so every table format can hold them
+    return out.assign(level=out.level.map(str), reference=out.reference.map(str))
 
 
 def interaction(df: pd.DataFrame, a: str, b: str, metric: str,

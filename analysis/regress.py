@@ -49,7 +49,7 @@ def _scopes(merged: pd.DataFrame, cand: pd.DataFrame, key: list[str], axes: list
         if len(levels) < 2:
             continue
         for level in levels:
-            out.append((axis, level, (merged[axis] == level).to_numpy(),
+            out.append((axis, str(level), (merged[axis] == level).to_numpy(),
                         (cand[axis] == level).to_numpy(), axis == "model"))
     return out
 

@@ -259,6 +259,30 @@ def test_point5_the_gate_is_corrected_across_metrics():
     assert gate_outcome(t) == (0, "no regression")
 
 
+def test_margin_and_direction_of_the_gate(tmp_path, capsys):
+    base = table(20, 4, ("a",), seed=9)
+    noise = np.random.default_rng(1).normal(0, 0.01, len(base))
+    worse = base.assign(task_id=base.task_id + "c", score=base.score - 0.05 + noise)
+
+    def overall(cand, margin=0.0, dirs=DIRS):
+        t = regress(base, cand, METRICS, dirs, [], margin)
+        return t.set_index("metric").loc["score"]
+
+    row = overall(worse)
+    assert row.verdict == "regressed" and row.ci_high < 0
+    assert row.delta == pytest.approx(-0.05, abs=0.005)
+    within = overall(worse, margin=0.1)
+    assert within.verdict == "within margin" and -0.1 < within.ci_low and within.ci_high < 0
+    assert overall(worse, dirs={"score": False}).verdict == "improved"
+    better = base.assign(score=base.score + 0.05 + noise)
+    assert overall(better).verdict == "improved"
+    assert overall(base.assign(score=base.score + noise)).verdict == "no regression"
+    simulate.write_run(tmp_path / "b", base, {}, DIRS)
+    simulate.write_run(tmp_path / "c", worse, {}, DIRS)
+    code, out, _ = run_cli(capsys, "regress", tmp_path / "b", tmp_path / "c", "--margin", "0.1")
+    assert code == 0 and "within margin" in out and "verdict: no regression (margin 0.1)" in out
+
+
 # ---- point 6: clear errors instead of crashes ----------------------------------------------
 
 def test_point6_a_table_without_ok_rows_is_a_clear_error(tmp_path, capsys):
