@@ -100,10 +100,11 @@ def group_codes(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return df.groupby(columns, sort=False, dropna=False).ngroup().to_numpy()
 
 
-def check_unique(df: pd.DataFrame, key: list[str], what: str, hint: str,
-                 skip=()) -> None:
-    """Refuse tables where two tasks share `key`: name them, say how they differ and what to do."""
-    codes = group_codes(df, key)
+def check_unique(df: pd.DataFrame, key: list[str], what: str, hint: str, skip=(),
+                 codes: np.ndarray | None = None) -> None:
+    """Refuse tables where two tasks share `key` (`codes`: its group codes, when known): name
+    them, say how they differ and what to do."""
+    codes = group_codes(df, key) if codes is None else codes
     counts = np.bincount(codes)
     dup = counts[codes] > 1
     if not dup.any():
@@ -149,15 +150,16 @@ def compare(df: pd.DataFrame, by: str, metrics: list[str], dirs: dict[str, bool]
     ok = finished(df, "the run")
     order, ref = _order(ok, by, levels, reference)
     key = pair_key(ok, by, axes)
+    pair = group_codes(ok, key)
+    level_of_row = np.array([next(i for i, v in enumerate(order) if v == u)
+                             for u in pd.unique(ok[by])])[pd.factorize(ok[by])[0]]
     check_unique(ok, key + [by], f"compare --by {by}",
                  f"Pairs are matched on {', '.join(key)}: compare one configuration at a time "
-                 "(a run mixing two configurations: rerun under a new name).", skip=metrics)
-    pair = group_codes(ok, key)
+                 "(a run mixing two configurations: rerun under a new name).", skip=metrics,
+                 codes=pair * len(order) + level_of_row)
     prompts, _ = pd.factorize(ok["prompt_key"])
     prompt_of_pair = np.zeros(pair.max() + 1, dtype=np.int64)
     prompt_of_pair[pair] = prompts
-    level_of_row = np.array([next(i for i, v in enumerate(order) if v == u)
-                             for u in pd.unique(ok[by])])[pd.factorize(ok[by])[0]]
     family = len(order) - 1
     n_prompts = int(prompts.max()) + 1
     rows = []

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .compare import _numeric, check_unique, finished, require_columns
+from .compare import _numeric, check_unique, finished, group_codes, require_columns
 from .load import ResultsError
 
 MATCH = ["prompt", "negative_prompt", "prompt_key", "seed", "sampler", "steps", "cfg", "width",
@@ -40,16 +40,16 @@ def match_key(base: pd.DataFrame, cand: pd.DataFrame, axes: list[str], ignore=()
             if c in base.columns and c in cand.columns and c not in ignore and c != "model_name"]
 
 
-def _scopes(merged: pd.DataFrame, cand: pd.DataFrame, key: list[str], axes: list[str]):
+def _scopes(base: pd.DataFrame, cand: pd.DataFrame, key: list[str], axes: list[str]):
     """(scope, level, baseline mask, candidate mask, gate) for the overall scope, each model
     (a gate scope) and each level of every other matched axis with two or more levels."""
-    out = [("all", "", np.ones(len(merged), bool), np.ones(len(cand), bool), True)]
+    out = [("all", "", np.ones(len(base), bool), np.ones(len(cand), bool), True)]
     for axis in sorted((a for a in axes if a in key), key=lambda a: a != "model"):
-        levels = pd.unique(merged[axis])
+        levels = pd.unique(base[axis])
         if len(levels) < 2:
             continue
         for level in levels:
-            out.append((axis, str(level), (merged[axis] == level).to_numpy(),
+            out.append((axis, str(level), (base[axis] == level).to_numpy(),
                         (cand[axis] == level).to_numpy(), axis == "model"))
     return out
 
@@ -67,31 +67,39 @@ def regress(base: pd.DataFrame, cand: pd.DataFrame, metrics: list[str], dirs: di
     key = match_key(base, cand, axes, ignore)
     hint = (f"Tasks are matched on {', '.join(key)} (model only when it is a sweep axis of both "
             "runs): regress one configuration at a time, or make the differing field an axis.")
-    for df, what in ((base, "the baseline"), (cand, "the candidate")):
-        check_unique(df, key, what, hint, skip=metrics)
-    cols = [*key, "status", *metrics]
-    merged = base[cols].merge(cand[cols], on=key, how="left", suffixes=("_base", "_cand"),
-                              indicator=True)
-    matched = (merged.pop("_merge") == "both").to_numpy()
+    # one set of codes for the key of both runs: a task's counterpart has the same code
+    codes = group_codes(pd.concat([base[key], cand[key]], ignore_index=True), key)
+    bcode, ccode = codes[: len(base)], codes[len(base):]
+    for df, what, c in ((base, "the baseline", bcode), (cand, "the candidate", ccode)):
+        check_unique(df, key, what, hint, skip=metrics, codes=c)
+    where = np.full(codes.max() + 1, -1)
+    where[ccode] = np.arange(len(cand))
+    match = where[bcode]
+    matched = match >= 0
     if not matched.any():
         raise ResultsError(f"no matched tasks between the baseline and the candidate (matched on "
                            f"{', '.join(key)}); pass --ignore for fields that differ on purpose")
-    in_base = cand[key].merge(base[key].assign(_b=True), on=key, how="left")["_b"].notna()
-    extra = ~in_base.to_numpy()
-    values = {f"{m}_{side}": _numeric(merged[f"{m}_{side}"]).to_numpy(float)
-              for m in metrics for side in ("base", "cand")}
-    status = {s: merged[f"status_{s}"].to_numpy() for s in ("base", "cand")}
+    in_base = np.zeros(len(where), bool)
+    in_base[bcode] = True
+    extra = ~in_base[ccode]
+    take = np.where(matched, match, 0)
+    values = {}
+    for m in metrics:
+        values[f"{m}_base"] = _numeric(base[m]).to_numpy(float)
+        values[f"{m}_cand"] = np.where(matched, _numeric(cand[m]).to_numpy(float)[take], np.nan)
+    status = {"base": base["status"].to_numpy(),
+              "cand": np.where(matched, cand["status"].to_numpy()[take], None)}
     ok = {s: status[s] == "ok" for s in status}
     present = {s: {m: np.isfinite(values[f"{m}_{s}"]) for m in metrics} for s in status}
     # a task fails when it is not ok, or lacks a score that its counterpart has
-    lost = {s: np.zeros(len(merged), bool) for s in status}
+    lost = {s: np.zeros(len(base), bool) for s in status}
     for m in metrics:
         lost["base"] |= present["cand"][m] & ~present["base"][m]
         lost["cand"] |= present["base"][m] & ~present["cand"][m]
     failed = {s: ~ok[s] | lost[s] for s in status}
-    prompts, _ = pd.factorize(merged["prompt_key"])
+    prompts, _ = pd.factorize(base["prompt_key"])
     n_codes = int(prompts.max()) + 1
-    scopes = _scopes(merged, cand, key, axes)
+    scopes = _scopes(base, cand, key, axes)
     names = [FAILURES, *metrics]
     gate_family = sum(s[4] for s in scopes) * len(names)
     rows = []
