@@ -146,6 +146,9 @@ def compare(df: pd.DataFrame, by: str, metrics: list[str], dirs: dict[str, bool]
     """Each level of `by` against the reference level, paired on every other factor."""
     if by not in df.columns:
         raise ResultsError(f"--by {by}: no such column; axes of this run: {', '.join(axes)}")
+    if by == "prompt_key":
+        raise ResultsError("--by prompt_key: the prompt-set entry is the unit of inference, not a "
+                           f"factor to compare; axes of this run: {', '.join(axes)}")
     require_columns(df, ["status", "prompt_key", *metrics], "the results table")
     ok = finished(df, "the run")
     order, ref = _order(ok, by, levels, reference)

@@ -62,6 +62,10 @@ def cmd_compare(args) -> int:
     metrics = args.metric or metric_columns(df, dirs)
     if not metrics:
         raise ResultsError(f"{run} has no score columns; name one with --metric")
+    unknown = [m for m in metrics if m not in df.columns]
+    if unknown:
+        raise ResultsError(f"--metric {', '.join(unknown)}: no such column in {run}; its metrics: "
+                           f"{', '.join(metric_columns(df, dirs)) or '(none)'}")
     inter = interaction(df, *args.interaction, metrics[0], axes) if args.interaction else None
     if args.by:
         table = compare(df, args.by, metrics, dirs, axes, args.reference, axis_levels(run, args.by))
@@ -111,7 +115,8 @@ def cmd_regress(args) -> int:
         missing = [m for m in metrics if m not in df.columns]
         if missing:
             raise ResultsError(f"--metric {', '.join(missing)}: no such column in {run}; a "
-                               "metric must be in both runs")
+                               "metric must be in both runs; the baseline's metrics: "
+                               f"{', '.join(metric_columns(bdf, dirs)) or '(none)'}")
     cand_axes = set(job_axes(cand))
     axes = [a for a in job_axes(base) if a in cand_axes and a not in args.ignore]
     table = regress(bdf, cdf, metrics, dirs, axes, args.margin, args.ignore)

@@ -79,8 +79,8 @@ def test_compare_every_axis_and_write_tables(demo_run, tmp_path):
                 "--out", str(tmp_path / "effects.csv"))
     assert r.returncode == 0, r.stderr
     table = pd.read_csv(tmp_path / "effects.csv")
-    r = run_cli("compare", str(demo_run), "--out", str(tmp_path / "all.parquet"))
-    assert r.returncode == 0, r.stderr  # levels of text and numeric axes in one column
+    every = run_cli("compare", str(demo_run), "--out", str(tmp_path / "all.parquet"))
+    assert every.returncode == 0, every.stderr  # levels of text and numeric axes in one column
     assert set(pd.read_parquet(tmp_path / "all.parquet").level) == {"append", "7.0"}
     assert set(table.axis) == {"tag_position", "cfg"} and len(table) == 4
     assert (table.n_pairs == 12).all() and (table.n_prompts == 3).all()

@@ -309,6 +309,16 @@ def test_point6_duplicate_tasks_are_named(tmp_path, capsys):
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_unknown_metric_or_comparing_prompts_is_bad_input(tmp_path, capsys):
+    run = simulate.write_run(tmp_path / "r", table(6, 2), {"strategy": ["a", "b"]}, DIRS)
+    code, _, err = run_cli(capsys, "compare", run, "--metric", "colour")
+    assert code == 2 and "--metric colour: no such column in" in err and "its metrics: score" in err
+    code, _, err = run_cli(capsys, "regress", run, run, "--metric", "colour")
+    assert code == 2 and "--metric colour: no such column" in err
+    code, _, err = run_cli(capsys, "compare", run, "--by", "prompt_key")
+    assert code == 2 and "--by prompt_key: the prompt-set entry is the unit of inference" in err
+
+
 def test_point6_missing_prompt_key_is_named(tmp_path, capsys):
     simulate.write_run(tmp_path / "r", table(6, 2).drop(columns="prompt_key"),
                        {"strategy": ["a", "b"]}, DIRS)
