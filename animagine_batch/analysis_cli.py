@@ -59,6 +59,8 @@ def cmd_compare(args) -> int:
 
     run = _run(args.run_dir)
     df, axes, dirs = load_run(run), job_axes(run), directions(run)
+    if df.empty:
+        raise ResultsError(f"{run} has no result rows: run its job first")
     metrics = args.metric or metric_columns(df, dirs)
     if not metrics:
         raise ResultsError(f"{run} has no score columns; name one with --metric")
@@ -107,6 +109,9 @@ def cmd_regress(args) -> int:
 
     base, cand = _run(args.baseline), _run(args.candidate)
     bdf, cdf = load_run(base), load_run(cand)
+    for df, run, what in ((bdf, base, "baseline"), (cdf, cand, "candidate")):
+        if df.empty:
+            raise ResultsError(f"the {what} {run} has no result rows: run its job first")
     dirs = {**directions(base), **directions(cand)}
     metrics = args.metric or metric_columns(bdf, dirs)
     if not metrics:

@@ -294,6 +294,15 @@ def test_point6_a_table_without_ok_rows_is_a_clear_error(tmp_path, capsys):
     assert code == 2 and "the baseline has no finished (status ok) rows" in err
 
 
+def test_point6_an_empty_run_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty" / "results").mkdir(parents=True)
+    full = simulate.write_run(tmp_path / "full", table(6, 2), {"strategy": ["a", "b"]}, DIRS)
+    code, _, err = run_cli(capsys, "compare", tmp_path / "empty")
+    assert code == 2 and "empty has no result rows: run its job first" in err
+    code, _, err = run_cli(capsys, "regress", full, tmp_path / "empty")
+    assert code == 2 and "the candidate" in err and "has no result rows" in err
+
+
 def test_point6_duplicate_tasks_are_named(tmp_path, capsys):
     df = table(6, 2).assign(weighting="a1111")
     twice = pd.concat([df, df.iloc[:1].assign(task_id="extra1", weighting="none")])
