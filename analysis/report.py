@@ -20,15 +20,19 @@ import pandas as pd
 
 from . import plots
 from .compare import (_numeric, directions, interaction, job_axes, marginal_effects,
-                      metric_columns, regress)
+                      metric_columns)
 from .grid import make_grids
 from .load import load_run
+from .regress import gate_outcome, regress, summary
 
 TEMPLATES = Path(__file__).parent / "templates"
-EFFECT_COLUMNS = ["axis", "level", "reference", "metric", "n_pairs", "mean_reference", "mean_level",
-                  "mean_diff", "ci_low", "ci_high", "win_rate", "p_holm", "verdict"]
-REGRESS_COLUMNS = ["scope", "level", "metric", "n_pairs", "mean_baseline", "mean_candidate",
-                   "delta", "ci_low", "ci_high", "win_rate", "verdict"]
+EFFECT_COLUMNS = ["axis", "level", "reference", "metric", "n_pairs", "n_prompts", "mean_reference",
+                  "mean_level", "mean_diff", "ci_low", "ci_high", "ci_level", "win_rate", "p_adj",
+                  "verdict"]
+REGRESS_COLUMNS = ["scope", "level", "metric", "baseline_tasks", "matched", "unmatched",
+                   "candidate_error", "candidate_nan", "candidate_missing", "n_pairs", "n_prompts",
+                   "mean_baseline", "mean_candidate", "delta", "ci_low", "ci_high", "ci_level",
+                   "p_adj", "verdict"]
 
 
 def html_table(df: pd.DataFrame, columns: list[str]) -> str:
@@ -41,7 +45,7 @@ def html_table(df: pd.DataFrame, columns: list[str]) -> str:
     body = []
     for _, r in df[columns].iterrows():
         css = r.get("verdict", "")
-        css = css if isinstance(css, str) else ""
+        css = css.replace(" ", "-") if isinstance(css, str) else ""
         body.append(f'<tr class="{css}">' + "".join(f"<td>{cell(r[c])}</td>" for c in columns)
                     + "</tr>")
     return Markup(f"<table><tr>{head}</tr>{''.join(body)}</table>")
@@ -102,7 +106,7 @@ def _content(run_dir, df, ok, axes, dirs, metrics, work: Path) -> dict:
     figs.mkdir()
     for a, b in itertools.combinations(numeric, 2):
         if metrics:
-            table = interaction(df, a, b, metrics[0])
+            table = interaction(df, a, b, metrics[0], axes)
             img = plots.heatmap(table, metrics[0], figs / f"heatmap_{a}_{b}.png")
             ctx["interactions"].append({"title": f"{a} x {b} ({metrics[0]})",
                                         "table": Markup(table.round(4).to_html()),
@@ -127,9 +131,11 @@ def _content(run_dir, df, ok, axes, dirs, metrics, work: Path) -> dict:
 
 def _baseline(baseline: Path, df, axes, dirs, metrics, work: Path, worst: int) -> dict:
     base = load_run(baseline)
-    axes = list(dict.fromkeys(axes + job_axes(baseline)))
+    axes = [a for a in job_axes(baseline) if a in axes]
     table = regress(base, df, metrics, dirs, axes)
     out = {"baseline": str(baseline), "regression": html_table(table, REGRESS_COLUMNS),
+           "regression_summary": summary(table).splitlines(),
+           "regression_verdict": gate_outcome(table)[1],
            "worst": [], "worst_metric": metrics[0] if metrics else ""}
     if not metrics:
         return out

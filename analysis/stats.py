@@ -1,8 +1,14 @@
-"""Paired statistics: clustered bootstrap over prompts, win rate, signed-rank test, Holm.
+"""Paired inference over prompts: one t-interval, its p-value and its verdict.
 
-Images of one prompt are not independent (they share the prompt), so the unit of resampling and
-of the test is the prompt: the bootstrap resamples prompts with replacement, and the paired test
-runs on per-prompt mean differences.
+Images of one prompt are not independent (they share the prompt), so the unit of inference is the
+prompt: every comparison is reduced to one mean difference per prompt (the mean over that prompt's
+pairs), and the interval, the p-value and the verdict all come from Student's t over those
+per-prompt means. A family of m comparisons is Bonferroni-corrected by computing each interval at
+level 1 - alpha/m and the p-value as min(1, m * p): a verdict is given exactly when the printed
+interval excludes zero, which is also exactly when the adjusted p-value is below alpha.
+
+Everything here works on arrays along the last axis, so simulations (`analysis.simulate`) run the
+same code on thousands of tables at once. A missing prompt is NaN.
 """
 
 from __future__ import annotations
@@ -10,93 +16,95 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
 ALPHA = 0.05
-N_BOOT = 2000
+MIN_PROMPTS = 5  # below this many prompts with pairs: "too few prompts", never a verdict
+TOO_FEW = "too few prompts"
 
 
 @dataclass(frozen=True)
-class PairedResult:
-    n_pairs: int
-    n_prompts: int
-    mean_reference: float
-    mean_level: float
-    mean_diff: float  # level - reference
-    ci_low: float
-    ci_high: float
-    win_rate: float  # share of pairs where the level is better (ties count one half)
-    p_value: float
+class Inference:
+    """Per comparison (arrays over the leading axes): prompts used, the mean of the per-prompt
+    differences, its interval at `level`, the two-sided p-value and its Bonferroni adjustment.
+    Interval and p-values are NaN where fewer than MIN_PROMPTS prompts have pairs."""
+
+    n_prompts: np.ndarray
+    mean: np.ndarray
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    p_value: np.ndarray
+    p_adj: np.ndarray
+    level: float
+    family: int
+
+    @property
+    def enough(self) -> np.ndarray:
+        return self.n_prompts >= MIN_PROMPTS
 
 
-def cluster_bootstrap_ci(diff: np.ndarray, clusters: np.ndarray, n_boot: int = N_BOOT,
-                         seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile CI of the mean of `diff`, resampling whole clusters (prompts)."""
-    codes, uniq = pd.factorize(clusters)
-    k = len(uniq)
-    if k == 0:
-        return float("nan"), float("nan")
-    sums = np.bincount(codes, weights=diff, minlength=k)
-    counts = np.bincount(codes, minlength=k).astype(float)
-    if k == 1:
-        m = sums[0] / counts[0]
-        return float(m), float(m)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(k, np.full(k, 1.0 / k), size=n_boot)
-    means = (weights @ sums) / (weights @ counts)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+def prompt_means(values: np.ndarray, codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """Mean of `values` per prompt code (0..n_codes-1); NaN for a prompt with no values."""
+    counts = np.bincount(codes, minlength=n_codes)
+    sums = np.bincount(codes, weights=values, minlength=n_codes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def signed_rank_p(prompt_diffs: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value over per-prompt mean differences."""
-    d = prompt_diffs[np.isfinite(prompt_diffs)]
-    if len(d) == 0 or np.all(d == 0):
-        return 1.0
-    return float(stats.wilcoxon(d, zero_method="zsplit", alternative="two-sided").pvalue)
+def t_inference(prompt_diffs, family: int = 1, alpha: float = ALPHA) -> Inference:
+    """Student's t over per-prompt mean differences (last axis; NaN = prompt without pairs),
+    Bonferroni-corrected for a family of `family` comparisons.
 
-
-def holm(p_values) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1).
-
-    Written here because scipy offers Benjamini-Hochberg but not Holm, and statsmodels would be a
-    large dependency for ten lines.
+    When every prompt shows the same difference (identical runs, or every task of a run failed)
+    the interval has zero width: [d, d] with p = 0, or [0, 0] with p = 1 for d = 0.
     """
-    p = np.asarray(p_values, dtype=float)
-    m = len(p)
-    order = np.argsort(p)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adjusted[i] = running
-    return adjusted
+    d = np.asarray(prompt_diffs, dtype=float)
+    finite = np.isfinite(d)
+    n = finite.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(finite, d, 0.0).sum(axis=-1) / n
+        resid = np.where(finite, d - mean[..., None], 0.0)
+        se = np.sqrt((resid ** 2).sum(axis=-1) / (n - 1) / n)
+        df = np.maximum(n - 1, 1)
+        q = stats.t.isf(alpha / (2 * family), df)
+        t = np.abs(mean) / se
+        p = np.where(se > 0, 2 * stats.t.sf(t, df), np.where(mean == 0, 1.0, 0.0))
+    half = np.where(se > 0, q * se, 0.0)
+    enough = n >= MIN_PROMPTS
+    nan = np.nan
+    return Inference(
+        n_prompts=n, mean=np.where(n > 0, mean, nan),
+        ci_low=np.where(enough, mean - half, nan), ci_high=np.where(enough, mean + half, nan),
+        p_value=np.where(enough, p, nan), p_adj=np.where(enough, np.minimum(1.0, family * p), nan),
+        level=1 - alpha / family, family=family)
 
 
-def paired(reference: np.ndarray, level: np.ndarray, prompts: np.ndarray,
-           higher_is_better: bool = True, seed: int = 0) -> PairedResult:
-    """Compare paired observations (same task but for the compared factor)."""
-    ok = np.isfinite(reference) & np.isfinite(level)
-    reference, level, prompts = reference[ok], level[ok], np.asarray(prompts)[ok]
-    diff = level - reference
+def compare_verdicts(inf: Inference, higher_is_better: bool = True) -> np.ndarray:
+    """`better` / `worse` when the interval excludes zero, else `no difference`; `too few
+    prompts` below MIN_PROMPTS."""
+    up, down = ("better", "worse") if higher_is_better else ("worse", "better")
+    out = np.where(inf.ci_low > 0, up, np.where(inf.ci_high < 0, down, "no difference"))
+    return np.where(inf.enough, out, TOO_FEW)
+
+
+def gate_verdicts(inf: Inference, higher_is_better: bool = True,
+                  margin: float = 0.0) -> np.ndarray:
+    """Regression verdicts from the interval, oriented so that positive is good: `regressed`
+    when it lies wholly below -margin, `within margin` when it lies below zero but not wholly
+    beyond the margin, `improved` when it lies above zero, else `no regression`."""
+    sign = 1.0 if higher_is_better else -1.0
+    low, high = np.minimum(sign * inf.ci_low, sign * inf.ci_high), \
+        np.maximum(sign * inf.ci_low, sign * inf.ci_high)
+    out = np.where(high < -margin, "regressed",
+                   np.where(high < 0, "within margin",
+                            np.where(low > 0, "improved", "no regression")))
+    return np.where(inf.enough, out, TOO_FEW)
+
+
+def win_rate(diff: np.ndarray, higher_is_better: bool = True) -> float:
+    """Share of pairs where the level (candidate) is better; ties count one half. Descriptive:
+    the verdict does not use it."""
     if len(diff) == 0:
-        nan = float("nan")
-        return PairedResult(0, 0, nan, nan, nan, nan, nan, nan, 1.0)
-    low, high = cluster_bootstrap_ci(diff, prompts, seed=seed)
+        return float("nan")
     better = diff > 0 if higher_is_better else diff < 0
-    win = float(np.mean(better + 0.5 * (diff == 0)))
-    per_prompt = pd.Series(diff).groupby(pd.Series(prompts)).mean().to_numpy()
-    return PairedResult(
-        n_pairs=int(len(diff)), n_prompts=int(len(per_prompt)),
-        mean_reference=float(reference.mean()), mean_level=float(level.mean()),
-        mean_diff=float(diff.mean()), ci_low=low, ci_high=high, win_rate=win,
-        p_value=signed_rank_p(per_prompt))
-
-
-def verdict(mean_diff: float, p_adjusted: float, higher_is_better: bool,
-            alpha: float = ALPHA) -> str:
-    if not np.isfinite(mean_diff) or not p_adjusted < alpha or mean_diff == 0:
-        return "no difference"
-    return "better" if (mean_diff > 0) == higher_is_better else "worse"
+    return float(np.mean(better + 0.5 * (diff == 0)))

@@ -9,8 +9,10 @@ import pandas as pd
 
 from analysis import ResultsError, load_run
 
-SHOW = ["axis", "level", "reference", "metric", "n_pairs", "mean_reference", "mean_level",
-        "mean_diff", "ci_low", "ci_high", "win_rate", "p_holm", "verdict"]
+SHOW = ["axis", "level", "reference", "metric", "n_pairs", "n_prompts", "mean_reference",
+        "mean_level", "mean_diff", "ci_low", "ci_high", "ci_level", "win_rate", "p_adj", "verdict"]
+REGRESS_SHOW = ["scope", "level", "metric", "matched", "n_pairs", "n_prompts", "mean_baseline",
+                "mean_candidate", "delta", "ci_low", "ci_high", "ci_level", "p_adj", "verdict"]
 
 
 def _run(path: str) -> Path:
@@ -52,25 +54,32 @@ def cmd_table(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from analysis.compare import (compare, directions, interaction, job_axes,
+    from analysis.compare import (axis_levels, compare, directions, interaction, job_axes,
                                   marginal_effects, metric_columns)
 
     run = _run(args.run_dir)
     df, axes, dirs = load_run(run), job_axes(run), directions(run)
+    if df.empty:
+        raise ResultsError(f"{run} has no result rows: run its job first")
     metrics = args.metric or metric_columns(df, dirs)
     if not metrics:
         raise ResultsError(f"{run} has no score columns; name one with --metric")
+    unknown = [m for m in metrics if m not in df.columns]
+    if unknown:
+        raise ResultsError(f"--metric {', '.join(unknown)}: no such column in {run}; its metrics: "
+                           f"{', '.join(metric_columns(df, dirs)) or '(none)'}")
+    inter = interaction(df, *args.interaction, metrics[0], axes) if args.interaction else None
     if args.by:
-        from analysis.compare import axis_levels
-
-        table = compare(df, args.by, metrics, dirs, axes, args.reference,
-                        axis_levels(run, args.by))
+        table = compare(df, args.by, metrics, dirs, axes, args.reference, axis_levels(run, args.by))
     else:
         table = marginal_effects(df, metrics, dirs, axes, run)
-    print(show(table, SHOW) if not table.empty else "nothing to compare: no axis has two levels")
-    if args.interaction:
+    if table.empty:
+        print("nothing to compare: no axis has two levels")
+    else:
+        print(show(table, SHOW))
+        print(compare_footer(table))
+    if inter is not None:
         a, b = args.interaction
-        inter = interaction(df, a, b, metrics[0])
         print(f"\n{metrics[0]} by {a} x {b}:\n{inter.to_string(float_format=lambda v: f'{v:.4g}')}")
         if args.heatmap:
             from analysis import plots
@@ -82,29 +91,49 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def compare_footer(table: pd.DataFrame) -> str:
+    from analysis.stats import MIN_PROMPTS, TOO_FEW
+
+    lines = ["intervals and p-values: t over per-prompt mean differences, Bonferroni-corrected "
+             "across the levels of each axis and metric (ci_level, p_adj)"]
+    few = table[table["verdict"] == TOO_FEW]
+    if len(few):
+        lines.append(f"too few prompts: {len(few)} rows have fewer than {MIN_PROMPTS} prompts "
+                     f"with pairs (at most {int(few['n_prompts'].max())}); no verdict is given")
+    return "\n".join(lines)
+
+
 def cmd_regress(args) -> int:
-    from analysis.compare import directions, job_axes, metric_columns, regress
+    from analysis.compare import directions, job_axes, metric_columns
+    from analysis.regress import gate_outcome, regress, summary
 
     base, cand = _run(args.baseline), _run(args.candidate)
     bdf, cdf = load_run(base), load_run(cand)
+    for df, run, what in ((bdf, base, "baseline"), (cdf, cand, "candidate")):
+        if df.empty:
+            raise ResultsError(f"the {what} {run} has no result rows: run its job first")
     dirs = {**directions(base), **directions(cand)}
-    metrics = args.metric or metric_columns(cdf, dirs)
+    metrics = args.metric or metric_columns(bdf, dirs)
     if not metrics:
-        raise ResultsError(f"{cand} has no score columns; name one with --metric")
-    missing = [m for m in metrics if m not in bdf.columns or m not in cdf.columns]
-    if missing:
-        raise ResultsError(f"--metric {', '.join(missing)}: not in both runs")
-    axes = [a for a in dict.fromkeys(job_axes(base) + job_axes(cand)) if a not in args.ignore]
+        raise ResultsError(f"the baseline {base} has no score columns; name one with --metric")
+    for df, run in ((bdf, base), (cdf, cand)):
+        missing = [m for m in metrics if m not in df.columns]
+        if missing:
+            raise ResultsError(f"--metric {', '.join(missing)}: no such column in {run}; a "
+                               "metric must be in both runs; the baseline's metrics: "
+                               f"{', '.join(metric_columns(bdf, dirs)) or '(none)'}")
+    cand_axes = set(job_axes(cand))
+    axes = [a for a in job_axes(base) if a in cand_axes and a not in args.ignore]
     table = regress(bdf, cdf, metrics, dirs, axes, args.margin, args.ignore)
-    print(show(table, ["scope", "level", "metric", "n_pairs", "mean_baseline", "mean_candidate",
-                       "delta", "ci_low", "ci_high", "win_rate", "verdict"]))
+    print(summary(table))
+    print(show(table, REGRESS_SHOW))
     if args.out:
         write_table(table, args.out)
-    overall = table[table["scope"] == "all"]
-    bad = overall[overall["verdict"] == "regressed"]
-    print(f"verdict: {'REGRESSED on ' + ', '.join(bad.metric) if len(bad) else 'no regression'}"
-          f" (margin {args.margin})")
-    return 1 if len(bad) else 0
+    code, verdict = gate_outcome(table)
+    if code == 2:
+        raise ResultsError(verdict)
+    print(f"verdict: {verdict} (margin {args.margin})")
+    return code
 
 
 def cmd_grid(args) -> int:
@@ -155,7 +184,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--out", help="write the table to .csv, .parquet or .md")
     c.set_defaults(func=cmd_compare)
 
-    r = sub.add_parser("regress", help="candidate run against a baseline run (exit 1 on regression)")
+    r = sub.add_parser("regress", help="candidate run against a baseline run (exit 1 on "
+                       "regression, 2 when it cannot decide)")
     r.add_argument("baseline")
     r.add_argument("candidate")
     r.add_argument("--metric", action="append", help="score column (repeatable; default: all)")

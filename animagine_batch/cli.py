@@ -1,5 +1,7 @@
 """Command line. The only module that imports Hydra: it composes a job file with conf/ and hands
-plain data to the rest of the package.
+plain data to the rest of the package. Hydra and omegaconf are imported where a job is composed or
+a scorer setting parsed, never at module level: the analysis commands (table, compare, regress,
+grid, report) run where only the analysis dependencies are installed.
 
     animagine-batch run jobs/demo.yaml [key=value ...] [--dry-run]
     animagine-batch score RUN_DIR scorers=[clip,wd14] [scorer.clip.batch_size=32]
@@ -18,10 +20,6 @@ import sys
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
 
@@ -78,6 +76,11 @@ def compose_job(job: str, overrides: list[str]) -> dict:
     `prompts=NAME_OR_PATH` is applied after composition: conf/prompts/ is a folder of prompt sets
     looked up by name (YAML or CSV), which Hydra would otherwise take for a config group.
     """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     path = find_job(job)
     prompt_set = [o.split("=", 1)[1] for o in overrides if o.startswith("prompts=")]
     overrides = [o for o in overrides if not o.startswith("prompts=")]
@@ -125,6 +128,9 @@ def flatten_axes(raw: dict) -> None:
 def group_configs(group: str) -> dict[str, dict]:
     """Every conf/<group>/*.yaml by name: model configs (levels of a `model` axis) and scorer
     configs (listed by name in `scorers`)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     out = {}
     for p in sorted((conf_dir() / group).glob("*.yaml")):
         try:
@@ -156,6 +162,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_score(args) -> int:
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     from .rescore import rescore
     from .validation import parse_scorers
 

@@ -3,7 +3,9 @@
 1. expand + plan 1,000,000 tasks (66 characters x 100 grid points x 152 seeds): time and peak
    memory of the planning process (target here: <= 5 s, <= 1 GiB);
 2. the resume check against 1,000,000 finished task ids in a run directory (target <= 5 s);
-3. `load_run` + `compare` over a 1,000,000-row synthetic results table (target <= 20 s).
+3. `load_run` + `compare` over a 1,000,000-row synthetic results table, with 1,000 and with
+   500,000 distinct prompts, and `load_run` + `regress` of two 1,000,000-row runs with a million
+   distinct prompts: time and peak memory of each in a fresh process (target here: <= 20 s each).
 
     python benchmarks/scale.py [--quick]
 
@@ -51,13 +53,7 @@ def _plan(seeds: int, queue) -> None:
 
 
 def bench_plan(seeds: int) -> dict:
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_plan, args=(seeds, queue))
-    proc.start()
-    out = queue.get()
-    proc.join()
-    return out
+    return _child(_plan, seeds)
 
 
 def bench_resume(ids: list[str], folder: Path) -> dict:
@@ -79,39 +75,94 @@ def bench_resume(ids: list[str], folder: Path) -> dict:
     return {"done": len(done), "pending": len(pending), "seconds": time.perf_counter() - start}
 
 
-def bench_analysis(rows: int, folder: Path) -> dict:
+def _results(n: int, prompts: int, levels: list[str], rng, shift: float = 0.0):
+    """A synthetic results table of n rows: prompts x seeds x levels."""
     import numpy as np
     import pandas as pd
-    import yaml
 
-    from analysis import load_run
-    from analysis.compare import compare
-
-    run = folder / "analysis"
-    (run / "results").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    prompts, seeds, levels = 1000, rows // (1000 * 5), ["none", "a", "b", "c", "d"]
+    seeds = n // (prompts * len(levels))
     n = prompts * seeds * len(levels)
-    df = pd.DataFrame({
+    keys = np.array([f"p{i}" for i in range(prompts)], dtype=object)
+    prompt = np.repeat(keys, seeds * len(levels))
+    return pd.DataFrame({
         "task_id": [f"{i:016x}" for i in range(n)], "status": "ok", "model": "m",
-        "prompt_key": np.repeat([f"p{i}" for i in range(prompts)], seeds * len(levels)),
+        "prompt_key": prompt, "prompt": prompt, "negative_prompt": "",
         "seed": np.tile(np.repeat(np.arange(seeds), len(levels)), prompts),
         "quality": np.tile(levels, prompts * seeds), "sampler": "Euler a", "steps": 28,
         "cfg": 7.0, "width": 832, "height": 1216,
-        "aesthetic_score": rng.random(n).astype("float32"),
+        "aesthetic_score": (rng.random(n) + shift).astype("float32"),
         "clip_score": (rng.random(n) * 40).astype("float32"),
     })
-    for i, lo in enumerate(range(0, n, 250_000)):
-        df.iloc[lo : lo + 250_000].to_parquet(run / "results" / f"part-{i:06d}-x.parquet")
-    (run / "job.yaml").write_text(yaml.safe_dump(
-        {"job": {"sweep": {"grid": {"quality": levels}}}}))
+
+
+def _analysis(kind: str, runs: list[str], levels: list[str], queue) -> None:
+    """Child process: load the run(s), then compare or regress; report time and peak RSS."""
+    from analysis import load_run
+    from analysis.compare import compare
+    from analysis.regress import regress
+
+    metrics = ["aesthetic_score", "clip_score"]
+    dirs = {m: True for m in metrics}
+    base = _peak_kib(reset=True)
     start = time.perf_counter()
-    table = load_run(run)
+    tables = [load_run(r) for r in runs]
     loaded = time.perf_counter() - start
-    result = compare(table, "quality", ["aesthetic_score", "clip_score"],
-                     {"aesthetic_score": True, "clip_score": True}, ["quality"], levels=levels)
-    return {"rows": len(table), "load_seconds": loaded, "seconds": time.perf_counter() - start,
-            "comparisons": len(result)}
+    if kind == "compare":
+        result = compare(tables[0], "quality", metrics, dirs, ["quality"], levels=levels)
+    else:
+        result = regress(tables[0], tables[1], metrics, dirs, ["quality"])
+    peak = _peak_kib()
+    queue.put({"rows": sum(len(t) for t in tables), "prompts": int(tables[0].prompt_key.nunique()),
+               "load_seconds": loaded, "seconds": time.perf_counter() - start,
+               "rows_out": len(result), "peak_rss_mib": peak / 1024,
+               "rss_added_mib": (peak - base) / 1024})
+
+
+def _peak_kib(reset: bool = False) -> int:
+    """Peak resident memory of this process in KiB. A spawned child starts with its parent's
+    peak (Linux keeps it across exec), so the analysis children reset it first."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if reset:
+        Path("/proc/self/clear_refs").write_text("5")
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+    return int(fields["VmHWM"].split()[0])
+
+
+def _child(target, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def bench_analysis(rows: int, folder: Path) -> dict:
+    """compare over `rows` rows (1,000 prompts x 5 levels, then rows/2 distinct prompts x 2
+    levels) and regress of two `rows`-row runs with one task per prompt (`rows` distinct prompts);
+    each in a fresh process, load_run included."""
+    import numpy as np
+
+    from analysis.simulate import write_run
+
+    rng = np.random.default_rng(0)
+    five, two = ["none", "a", "b", "c", "d"], ["none", "a"]
+    runs = {"compare": _results(rows, 1000, five, rng),
+            "compare_prompts": _results(rows, rows // 2, two, rng),
+            "baseline": _results(rows, rows, ["none"], rng),
+            "candidate": _results(rows, rows, ["none"], rng, shift=-0.01)}
+    for name, df in runs.items():
+        levels = five if name == "compare" else two if name == "compare_prompts" else ["none"]
+        write_run(folder / name, df, {"quality": levels}, parts=max(1, len(df) // 250_000))
+    return {"compare": _child(_analysis, "compare", [str(folder / "compare")], five),
+            "compare_distinct_prompts": _child(_analysis, "compare",
+                                               [str(folder / "compare_prompts")], two),
+            "regress_distinct_prompts": _child(_analysis, "regress",
+                                               [str(folder / "baseline"),
+                                                str(folder / "candidate")], ["none"])}
 
 
 def main() -> None:
@@ -129,8 +180,10 @@ def main() -> None:
         print(f"resume: {resume['done']:,} done ids read and {resume['pending']} pending found "
               f"in {resume['seconds']:.2f} s")
         analysis = bench_analysis(rows, Path(tmp))
-        print(f"analysis: load_run of {analysis['rows']:,} rows {analysis['load_seconds']:.2f} s, "
-              f"with compare {analysis['seconds']:.2f} s")
+        for name, a in analysis.items():
+            print(f"{name}: {a['rows']:,} rows, {a['prompts']:,} prompts: load_run "
+                  f"{a['load_seconds']:.2f} s, with the analysis {a['seconds']:.2f} s, peak RSS "
+                  f"{a['peak_rss_mib']:.0f} MiB (+{a['rss_added_mib']:.0f} MiB)")
     print(json.dumps({"benchmark": "scale", "quick": args.quick, "plan": plan, "resume": resume,
                       "analysis": analysis}))
 

@@ -17,7 +17,11 @@ def test_scale_benchmark_quick_runs_and_reports_json():
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["plan"]["tasks"] == 66 * 100 * 16 and result["resume"]["pending"] == 0
-    assert result["analysis"]["rows"] == 100_000 and result["analysis"]["comparisons"] == 8
+    analysis = result["analysis"]
+    assert analysis["compare"]["rows"] == 100_000 and analysis["compare"]["rows_out"] == 8
+    assert analysis["compare_distinct_prompts"]["prompts"] == 50_000
+    assert analysis["regress_distinct_prompts"]["rows"] == 200_000
+    assert analysis["regress_distinct_prompts"]["prompts"] == 100_000
 
 
 def test_gpu_throughput_quick_runs_both_paths_and_reports_json():
