@@ -23,6 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .datafiles import check_job_file
 from .errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -75,10 +76,14 @@ def sweep_overrides(overrides: list[str]) -> list[str]:
 def compose_job(job: str, overrides: list[str]) -> dict:
     """The job file composed with conf/ and the command-line overrides, as a plain dict.
 
+    The job file is checked as data first (datafiles.check_job_file); interpolation is resolved
+    only in command-line overrides, which are trusted.
+
     `prompts=NAME_OR_PATH` is applied after composition: conf/prompts/ is a folder of prompt sets
     looked up by name (YAML or CSV), which Hydra would otherwise take for a config group.
     """
     path = find_job(job)
+    check_job_file(path, conf_dir())  # job files are data: no interpolation, no Hydra section
     prompt_set = [o.split("=", 1)[1] for o in overrides if o.startswith("prompts=")]
     overrides = [o for o in overrides if not o.startswith("prompts=")]
     searchpath = f"hydra.searchpath=[file://{conf_dir()}]"

@@ -7,13 +7,13 @@ A prompt set is a YAML or CSV file of entries with the fields `id`, `subject` (`
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from . import tags as T
+from .datafiles import load_yaml, read_text
 from .errors import ConfigError
 
 ENTRY_FIELDS = ("id", "subject", "character", "series", "tags")
@@ -192,15 +192,34 @@ def _read_yaml(path: Path) -> list:
 
 
 def _read_csv(path: Path) -> list:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    """Rows of a CSV prompt set: UTF-8 (a byte-order mark is dropped), any line endings."""
+    reader = csv.DictReader(io.StringIO(read_text(path, "prompts"), newline=""))
+    try:
         if not reader.fieldnames:
             raise ConfigError([f"prompts: {path} is empty; expected a header with "
                                f"{', '.join(ENTRY_FIELDS)}"])
-        rows = []
-        for row in reader:
-            rows.append({k.strip(): v for k, v in row.items() if k and v not in (None, "")})
-    return rows
+        return [{k.strip(): v for k, v in row.items() if k and v not in (None, "")}
+                for row in reader]
+    except csv.Error as e:
+        raise ConfigError([f"prompts: {path} is not a valid CSV file (line {reader.line_num}: "
+                           f"{e})"]) from None
+
+
+RESOLVER = re.compile(r"\$\{\s*[\w.]+\s*:")  # OmegaConf's `${oc.env:NAME}` call syntax
+
+
+def _refuse_resolvers(raw: list, where: str) -> None:
+    """Prompt sets are data: a `${resolver:...}` in them is never run, so it is refused rather
+    than sent to the model as text."""
+    for i, entry in enumerate(raw):
+        fields = entry.items() if isinstance(entry, dict) else [("tags", entry)]
+        for name, value in fields:
+            texts = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(t, str) and RESOLVER.search(t) for t in texts):
+                raise ConfigError([f"{where}: entry {i} field {name}: {value!r} holds an OmegaConf "
+                                   "resolver call; prompt sets are data and are never "
+                                   "interpolated (nothing reads the environment or files); "
+                                   "remove it"])
 
 
 def available_sets(dirs: list[Path]) -> list[str]:
@@ -223,8 +242,11 @@ def load_prompt_set(name_or_path: str, dirs: list[Path], wildcards=None,
         raise ConfigError([f"prompts: unknown prompt set {name_or_path!r}; named sets: "
                            f"{', '.join(available_sets(dirs)) or '(none)'}, or a path to a "
                            ".yaml or .csv file"])
-    raw = _read_csv(path) if path.suffix == ".csv" else _read_yaml(path)
+    if path.suffix.lower() not in (".yaml", ".yml", ".csv"):
+        raise ConfigError([f"prompts: {path} is not a .yaml, .yml or .csv prompt set"])
+    raw = _read_csv(path) if path.suffix.lower() == ".csv" else _read_yaml(path)
     where = f"prompts ({path})"
+    _refuse_resolvers(raw, where)
     pairs = list(enumerate(raw))  # (position in the file, raw entry)
     if wildcards is not None:
         from . import wildcards as W
