@@ -117,3 +117,8 @@ def check_hires_fit(c: Collector, sweep: SweepSpec, hires: HiresSpec, steps, siz
             if int(st * sg) < 1:
                 c.add("hires.strength", f"{sg} with {st} steps leaves the hi-res pass no "
                       "denoising step (int(steps x strength) must be at least 1)")
+    elif spec.folder is not None:
+        from .wildcards import check_folder
+
+        for problem in check_folder(Path(spec.folder).expanduser()):
+            c.add("wildcards.folder", problem)
