@@ -119,12 +119,18 @@ def _parse_scorers(c: Collector, names, overrides, configs: dict | None) -> tupl
         if name not in configs:
             c.add("scorers", f"unknown scorer {name!r}; allowed: {', '.join(sorted(configs)) or '(none)'}")
             continue
-        config = {**configs[name], **(overrides.get(name) or {})}
-        if config.get("kind") not in registry.KINDS:
-            c.add(f"scorer config {name}", f"kind {config.get('kind')!r} is not one of "
-                  f"{', '.join(sorted(registry.KINDS))}")
+        extra = overrides.get(name) or {}
+        if not isinstance(extra, dict):
+            c.add(f"scorer.{name}", f"{extra!r} must map option names to values")
             continue
-        specs.append(registry.ScorerSpec.make(name, config))
+        config = {**configs[name], **extra}
+        if "kind" in extra:
+            c.add(f"scorer.{name}.kind", "cannot be overridden; pick another scorer config")
+            continue
+        problems = registry.option_problems(name, config)
+        c.problems += problems
+        if not problems:
+            specs.append(registry.ScorerSpec.make(name, config))
     if len({s.name for s in specs}) != len(specs):
         c.add("scorers", f"lists a scorer twice: {list(names)}")
     return tuple(specs)
