@@ -152,6 +152,8 @@ def cmd_run(args) -> int:
     from . import driver
 
     spec, raw, prompt_dirs = load_spec(args.job, args.overrides)
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     plan = driver.make_plan(spec, prompt_dirs)
     if args.dry_run:
         driver.dry_run(plan)

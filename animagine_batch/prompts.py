@@ -115,7 +115,22 @@ def check_options(opts: PromptOptions) -> list[str]:
         resolve_negative(opts.negative)
     except ValueError as e:
         errors.append(f"negative: {e}")
+    for name in ("tags", "negative"):
+        if (problem := long_tag(getattr(opts, name))):
+            errors.append(f"{name}: {problem}")
     return errors
+
+
+MAX_TAG_CHARS = 500  # a Danbooru tag is a few words; a longer one is a pasted text or a mistake
+
+
+def long_tag(text: str) -> str | None:
+    """Why a comma-separated tag text holds a tag too long to be one, or None."""
+    longest = max(T.split_tags(str(text)) or [""], key=len)
+    if len(longest) > MAX_TAG_CHARS:
+        return (f"a tag of {len(longest):,} characters ({longest[:40]!r}...) is longer than "
+                f"{MAX_TAG_CHARS}; separate tags with commas")
+    return None
 
 
 def build(entry: PromptEntry, opts: PromptOptions) -> BuiltPrompt:
@@ -173,16 +188,19 @@ def _entry(raw: object, where: str, index: int) -> PromptEntry:
 
     if not any(text(f) for f in ("subject", "character", "series")) and not tags:
         raise ConfigError([f"{where}: entry {index} has no subject, character, series or tags"])
+    for name in ("id", "subject", "character", "series"):
+        if (problem := long_tag(text(name) or "")):
+            raise ConfigError([f"{where}: entry {index} field {name}: {problem}"])
+    for tag in tags:
+        if (problem := long_tag(str(tag))):
+            raise ConfigError([f"{where}: entry {index} field tags: {problem}"])
     key = text("id") or text("character") or f"p{index:04d}"
     return PromptEntry(key=key, subject=text("subject"), character=text("character"),
                        series=text("series"), tags=tuple(str(t).strip() for t in tags if str(t).strip()))
 
 
 def _read_yaml(path: Path) -> list:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError([f"prompts: {path} is not valid YAML: {e}"]) from None
+    data = load_yaml(path, "prompts")
     if isinstance(data, dict):
         data = data.get("prompts")
     if not isinstance(data, list):
