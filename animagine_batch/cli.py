@@ -23,7 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .datafiles import check_job_file
+from .datafiles import check_job_file, check_run_dir
 from .errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -158,6 +158,7 @@ def cmd_run(args) -> int:
     if args.dry_run:
         driver.dry_run(plan)
         return 0
+    check_run_dir(spec.run_dir)
     driver.run(plan, raw)
     return 0
 
@@ -179,6 +180,7 @@ def cmd_score(args) -> int:
                           settings.get("scorer"), group_configs("scorer"))
     if not Path(args.run_dir).is_dir():
         raise ConfigError(f"run directory {args.run_dir} does not exist")
+    check_run_dir(Path(args.run_dir), named_by_user=True)
     counts = rescore(Path(args.run_dir), specs, str(settings.get("device", "auto")))
     print(", ".join(f"{k}: {v:,} scored" for k, v in counts.items()))
     return 0
