@@ -113,6 +113,9 @@ def check_source(spec: ModelSpec) -> None:
         if v.is_dir():
             if not spec.allow_pickle and pickle_only(v):
                 raise ConfigError(f"model.vae: {v} holds only pickle weights" + PICKLE_HINT)
+            for weights in sorted(v.glob("*.safetensors")):
+                if problem := safetensors_problem(weights):
+                    raise ConfigError(f"model.vae: {problem}")
         elif not _hub_id(spec.vae):
             raise ConfigError(f"model.vae: {spec.vae} does not exist; give a local folder of an "
                               "AutoencoderKL (config.json + weights) or a hub id")
