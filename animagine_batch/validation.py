@@ -127,10 +127,9 @@ def _parse_scorers(c: Collector, names, overrides, configs: dict | None) -> tupl
         if not isinstance(extra, dict):
             c.add(f"scorer.{name}", f"{extra!r} must map option names to values")
             continue
-        config = {**configs[name], **extra}
         if "kind" in extra:
             c.add(f"scorer.{name}.kind", "cannot be overridden; pick another scorer config")
-            continue
+        config = {**configs[name], **{k: v for k, v in extra.items() if k != "kind"}}
         problems = registry.option_problems(name, config)
         c.problems += problems
         if not problems:

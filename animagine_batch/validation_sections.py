@@ -56,9 +56,9 @@ def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
             c.add(f"{key}.{f}", f"{v} is not a multiple of 8")
     if None not in sizes and sizes[0] > sizes[1]:
         c.add(f"{key}.min_size", f"{sizes[0]} is larger than max_size {sizes[1]}")
-    if None in sizes:  # keep the size checks of the sweep working on integers
-        spec = ModelSpec(**{**spec.__dict__, "min_size": ModelSpec.min_size,
-                            "max_size": ModelSpec.max_size})
+    if None in sizes:  # a bad limit is reported once, not again by every size of the sweep
+        spec = ModelSpec(**{**spec.__dict__, "min_size": sizes[0] or 8,
+                            "max_size": sizes[1] or 2**31})
     return spec
 
 

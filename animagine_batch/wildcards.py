@@ -92,8 +92,9 @@ def _check_wildcards(template: str, manager, spec, where: str) -> None:
     if missing:
         known = manager.get_collection_names()
         raise ConfigError([f"{where} uses wildcard(s) {', '.join(f'__{n}__' for n in missing)} "
-                           f"that match no file with values in wildcards.folder {spec.folder}; "
-                           f"available: {', '.join(sorted(known)) or '(none)'}"])
+                           f"not found in wildcards.folder {spec.folder}; available: "
+                           f"{', '.join(sorted(known)) or '(none)'} (a wildcard must match a file "
+                           "that holds values)"])
 
 
 def check_folder(folder: Path) -> list[str]:
