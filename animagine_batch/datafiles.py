@@ -17,7 +17,7 @@ import yaml
 
 from .errors import ConfigError
 
-NODE_LIMIT = 2_000_000  # expanded YAML nodes; the largest shipped prompt set has about 700
+NODE_LIMIT = 2_000_000  # expanded YAML nodes; the largest shipped prompt set has 927
 INSTANTIATION_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 CONFIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

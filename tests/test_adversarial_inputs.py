@@ -273,8 +273,8 @@ def _model_folder(tmp_path, index) -> Path:
     return folder
 
 
-SDXL_INDEX = {"_class_name": "StableDiffusionXLPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-              "vae": ["diffusers", "AutoencoderKL"]}
+SDXL_INDEX = {"_class_name": "StableDiffusionXLPipeline",
+              "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
 
 
 @pytest.mark.parametrize("index, needle", [
