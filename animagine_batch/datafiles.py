@@ -1,11 +1,13 @@
-"""Files that are data, never code: job files and prompt sets are passed around between people.
+"""Files that are data, never code: job files, prompt sets and run directories are passed
+around between people.
 
 `read_text` decodes UTF-8 (a byte-order mark is accepted) and names the file and the first bad
 byte otherwise; `load_yaml` reads YAML with the safe loader and refuses an alias bomb (a small
 file whose anchors expand to millions of nodes) before building it; `check_job_file` refuses
 what would let a job file run code, read the environment or reach files outside `conf/` and its
 own folder: OmegaConf interpolation (`${oc.env:...}`, `${oc.decode:...}`), a `hydra:` section,
-instantiation keys (`_target_`) and `defaults` entries that are not plain config names.
+instantiation keys (`_target_`) and `defaults` entries that are not plain config names;
+`check_run_dir` refuses a run directory whose folders are links elsewhere.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ SYNTAX = re.compile(r"\{[^{}]*\}|__[\w./*?-]+__")  # variants, wildcards (and th
 FIELD_SEP = "\x1f"  # joins an entry's fields into one template; never in prompt text
 FIELDS = ("subject", "character", "series", "tags")
 COMBINATORIAL_LIMIT = 100_000
+FOLDER_LIMIT = 10_000  # files a wildcard folder may hold (dynamicprompts reads the whole tree)
 
 
 def has_syntax(text: str) -> bool:
@@ -104,7 +105,10 @@ def check_folder(folder: Path) -> list[str]:
 
     root = folder.resolve()
     problems = []
-    for path in sorted(folder.rglob("*")):
+    for n, path in enumerate(folder.rglob("*")):
+        if n == FOLDER_LIMIT:
+            return [f"{folder} holds more than {FOLDER_LIMIT:,} files; point wildcards.folder at "
+                    "a folder of wildcard files"]
         try:
             target = path.resolve()
         except (OSError, RuntimeError):  # a link loop

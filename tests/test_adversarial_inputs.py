@@ -263,6 +263,16 @@ def test_wildcard_folder_with_a_link_outside_is_refused(capsys, tmp_path, wildca
     assert "hf_token_value" not in msg
 
 
+def test_a_huge_wildcard_folder_is_refused_before_it_is_walked(capsys, tmp_path,
+                                                              wildcard_folder, monkeypatch):
+    from animagine_batch import wildcards
+
+    monkeypatch.setattr(wildcards, "FOLDER_LIMIT", 3)  # the real limit is 10,000 files
+    overrides, _ = _wildcard_job(tmp_path, wildcard_folder, "__hair__")
+    msg = refused(capsys, tmp_path, DEMO, *overrides)
+    assert f"wildcards.folder: {wildcard_folder} holds more than 3 files" in msg
+
+
 # -------------------------------------------------------------------------------- model files
 
 
