@@ -160,6 +160,9 @@ def test_non_utf8_csv_is_named(capsys, tmp_path):
     ps = prompt_set(tmp_path, "id,subject,tags\nx,1girl,caf\xe9\n".encode("latin-1"), "set.csv")
     msg = refused(capsys, tmp_path, DEMO, f"prompts={ps}")
     assert f"prompts: {ps} is not UTF-8 text (byte 0xe9 at offset 27); save it as UTF-8" in msg
+    job = tmp_path / "job.yaml"
+    job.write_bytes("defaults: [base, _self_]\nname: caf\xe9\n".encode("latin-1"))
+    assert f"job: {job} is not UTF-8 text (byte 0xe9" in refused(capsys, tmp_path, job)
 
 
 def test_csv_with_byte_order_mark_and_crlf_is_accepted(capsys, tmp_path):
