@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from .datafiles import check_job_file, check_run_dir
 from .errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
@@ -73,6 +74,9 @@ def sweep_overrides(overrides: list[str]) -> list[str]:
 def compose_job(job: str, overrides: list[str]) -> dict:
     """The job file composed with conf/ and the command-line overrides, as a plain dict.
 
+    The job file is checked as data first (datafiles.check_job_file); interpolation is resolved
+    only in command-line overrides, which are trusted.
+
     `prompts=NAME_OR_PATH` is applied after composition: conf/prompts/ is a folder of prompt sets
     looked up by name (YAML or CSV), which Hydra would otherwise take for a config group.
     """
@@ -82,6 +86,7 @@ def compose_job(job: str, overrides: list[str]) -> dict:
     from omegaconf.errors import OmegaConfBaseException
 
     path = find_job(job)
+    check_job_file(path, conf_dir())  # job files are data: no interpolation, no Hydra section
     prompt_set = [o.split("=", 1)[1] for o in overrides if o.startswith("prompts=")]
     overrides = [o for o in overrides if not o.startswith("prompts=")]
     searchpath = f"hydra.searchpath=[file://{conf_dir()}]"
@@ -153,10 +158,13 @@ def cmd_run(args) -> int:
     from . import driver
 
     spec, raw, prompt_dirs = load_spec(args.job, args.overrides)
+    for warning in spec.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     plan = driver.make_plan(spec, prompt_dirs)
     if args.dry_run:
         driver.dry_run(plan)
         return 0
+    check_run_dir(spec.run_dir)
     driver.run(plan, raw)
     return 0
 
@@ -181,6 +189,7 @@ def cmd_score(args) -> int:
                           settings.get("scorer"), group_configs("scorer"))
     if not Path(args.run_dir).is_dir():
         raise ConfigError(f"run directory {args.run_dir} does not exist")
+    check_run_dir(Path(args.run_dir), named_by_user=True)
     counts = rescore(Path(args.run_dir), specs, str(settings.get("device", "auto")))
     print(", ".join(f"{k}: {v:,} scored" for k, v in counts.items()))
     return 0

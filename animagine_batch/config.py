@@ -134,6 +134,8 @@ class JobSpec:
     wildcards: WildcardSpec = WildcardSpec()
     # the prompt set validation loaded (and expanded), so the plan does not load it again
     prompt_set: P.PromptSet | None = field(default=None, compare=False, repr=False)
+    # settings the job gives that a sweep axis overrides: printed before the run
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def run_dir(self) -> Path:

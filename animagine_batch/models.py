@@ -20,9 +20,8 @@ from pathlib import Path
 from . import offline
 from .config import ModelSpec
 from .errors import ConfigError
-
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
-
+from .model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
+                          safetensors_problem)
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
@@ -45,44 +44,6 @@ def missing_message(spec: ModelSpec, what: str, repo: str, revision: str | None,
     return (f"model: cannot load {what} {repo!r} (revision {revision or 'main'}) for model config "
             f"{spec.name!r}: it is not in the local Hugging Face cache and {where}. Download it once "
             f"where the hub is reachable, or point at local files with {local}")
-
-
-PICKLE_HINT = (", which can run code when loaded; convert to .safetensors, or set "
-               "model.allow_pickle=true if you trust the source")
-
-
-def pickle_only(folder: Path) -> list[str]:
-    """The pickle weight files of a folder that has no .safetensors file (else [])."""
-    files = [f.name for f in folder.iterdir() if f.is_file()] if folder.is_dir() else []
-    if any(f.endswith(".safetensors") for f in files):
-        return []
-    return sorted(f for f in files if f.lower().endswith(PICKLE_SUFFIXES))
-
-
-def check_pipeline_folder(folder: Path, key: str, allow_pickle: bool) -> None:
-    """A diffusers folder that loads as an SDXL pipeline without running code from the folder:
-    `_class_name` is StableDiffusionXLPipeline, every component is a diffusers or transformers
-    class, and no component holds only pickle weights (unless they are allowed)."""
-    try:
-        index = json.loads((folder / "model_index.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{key}: cannot read {folder / 'model_index.json'}: {e}") from None
-    if index.get("_class_name") != "StableDiffusionXLPipeline":
-        raise ConfigError(f"{key}: {folder} is a {index.get('_class_name')!r} pipeline "
-                          "(model_index.json); only StableDiffusionXLPipeline is loaded, and "
-                          "custom pipeline code is never run")
-    for name, entry in index.items():
-        if name.startswith("_") or not isinstance(entry, list) or entry[0] is None:
-            continue
-        if entry[0] not in ("diffusers", "transformers"):
-            raise ConfigError(f"{key}: component {name!r} of {folder} is {entry} in "
-                              "model_index.json; custom component code is never run, only "
-                              "diffusers and transformers classes are loaded")
-        sub = folder / name
-        pickles = [] if allow_pickle else pickle_only(sub)
-        if pickles:
-            raise ConfigError(f"{key}: {sub} holds only pickle weights ({', '.join(pickles)})"
-                              + PICKLE_HINT)
 
 
 def is_single_file(spec: ModelSpec) -> bool:
@@ -130,8 +91,13 @@ def check_source(spec: ModelSpec) -> None:
             check_pipeline_folder(p, "model.path", spec.allow_pickle)
         elif p.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
             raise ConfigError(f"model.path: {p} is not a .safetensors file")
-        elif spec.config:
-            _check_config(spec)
+        else:
+            if p.suffix.lower() == ".safetensors" and (problem := safetensors_problem(p)):
+                raise ConfigError(f"model.path: {problem}; give an SDXL checkpoint in "
+                                  "safetensors format (a pickle renamed .safetensors is refused "
+                                  "too) or a diffusers folder")
+            if spec.config:
+                _check_config(spec)
     elif spec.embedded:
         if spec.embedded not in offline.EMBEDDED:
             raise ConfigError(f"model.embedded: unknown embedded model {spec.embedded!r}; "
@@ -147,6 +113,9 @@ def check_source(spec: ModelSpec) -> None:
         if v.is_dir():
             if not spec.allow_pickle and pickle_only(v):
                 raise ConfigError(f"model.vae: {v} holds only pickle weights" + PICKLE_HINT)
+            for weights in sorted(v.glob("*.safetensors")):
+                if problem := safetensors_problem(weights):
+                    raise ConfigError(f"model.vae: {problem}")
         elif not _hub_id(spec.vae):
             raise ConfigError(f"model.vae: {spec.vae} does not exist; give a local folder of an "
                               "AutoencoderKL (config.json + weights) or a hub id")

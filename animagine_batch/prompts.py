@@ -7,13 +7,13 @@ A prompt set is a YAML or CSV file of entries with the fields `id`, `subject` (`
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from . import tags as T
+from .datafiles import load_yaml, read_text
 from .errors import ConfigError
 
 ENTRY_FIELDS = ("id", "subject", "character", "series", "tags")
@@ -115,7 +115,22 @@ def check_options(opts: PromptOptions) -> list[str]:
         resolve_negative(opts.negative)
     except ValueError as e:
         errors.append(f"negative: {e}")
+    for name in ("tags", "negative"):
+        if (problem := long_tag(getattr(opts, name))):
+            errors.append(f"{name}: {problem}")
     return errors
+
+
+MAX_TAG_CHARS = 500  # a Danbooru tag is a few words; a longer one is a pasted text or a mistake
+
+
+def long_tag(text: str) -> str | None:
+    """Why a comma-separated tag text holds a tag too long to be one, or None."""
+    longest = max(T.split_tags(str(text)) or [""], key=len)
+    if len(longest) > MAX_TAG_CHARS:
+        return (f"a tag of {len(longest):,} characters ({longest[:40]!r}...) is longer than "
+                f"{MAX_TAG_CHARS}; separate tags with commas")
+    return None
 
 
 def build(entry: PromptEntry, opts: PromptOptions) -> BuiltPrompt:
@@ -173,16 +188,19 @@ def _entry(raw: object, where: str, index: int) -> PromptEntry:
 
     if not any(text(f) for f in ("subject", "character", "series")) and not tags:
         raise ConfigError([f"{where}: entry {index} has no subject, character, series or tags"])
+    for name in ("id", "subject", "character", "series"):
+        if (problem := long_tag(text(name) or "")):
+            raise ConfigError([f"{where}: entry {index} field {name}: {problem}"])
+    for tag in tags:
+        if (problem := long_tag(str(tag))):
+            raise ConfigError([f"{where}: entry {index} field tags: {problem}"])
     key = text("id") or text("character") or f"p{index:04d}"
     return PromptEntry(key=key, subject=text("subject"), character=text("character"),
                        series=text("series"), tags=tuple(str(t).strip() for t in tags if str(t).strip()))
 
 
 def _read_yaml(path: Path) -> list:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError([f"prompts: {path} is not valid YAML: {e}"]) from None
+    data = load_yaml(path, "prompts")
     if isinstance(data, dict):
         data = data.get("prompts")
     if not isinstance(data, list):
@@ -192,15 +210,34 @@ def _read_yaml(path: Path) -> list:
 
 
 def _read_csv(path: Path) -> list:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
+    """Rows of a CSV prompt set: UTF-8 (a byte-order mark is dropped), any line endings."""
+    reader = csv.DictReader(io.StringIO(read_text(path, "prompts"), newline=""))
+    try:
         if not reader.fieldnames:
             raise ConfigError([f"prompts: {path} is empty; expected a header with "
                                f"{', '.join(ENTRY_FIELDS)}"])
-        rows = []
-        for row in reader:
-            rows.append({k.strip(): v for k, v in row.items() if k and v not in (None, "")})
-    return rows
+        return [{k.strip(): v for k, v in row.items() if k and v not in (None, "")}
+                for row in reader]
+    except csv.Error as e:
+        raise ConfigError([f"prompts: {path} is not a valid CSV file (line {reader.line_num}: "
+                           f"{e})"]) from None
+
+
+RESOLVER = re.compile(r"\$\{\s*[\w.]+\s*:")  # OmegaConf's `${oc.env:NAME}` call syntax
+
+
+def _refuse_resolvers(raw: list, where: str) -> None:
+    """Prompt sets are data: a `${resolver:...}` in them is never run, so it is refused rather
+    than sent to the model as text."""
+    for i, entry in enumerate(raw):
+        fields = entry.items() if isinstance(entry, dict) else [("tags", entry)]
+        for name, value in fields:
+            texts = value if isinstance(value, (list, tuple)) else [value]
+            if any(isinstance(t, str) and RESOLVER.search(t) for t in texts):
+                raise ConfigError([f"{where}: entry {i} field {name}: {value!r} holds an OmegaConf "
+                                   "resolver call; prompt sets are data and are never "
+                                   "interpolated (nothing reads the environment or files); "
+                                   "remove it"])
 
 
 def available_sets(dirs: list[Path]) -> list[str]:
@@ -223,8 +260,11 @@ def load_prompt_set(name_or_path: str, dirs: list[Path], wildcards=None,
         raise ConfigError([f"prompts: unknown prompt set {name_or_path!r}; named sets: "
                            f"{', '.join(available_sets(dirs)) or '(none)'}, or a path to a "
                            ".yaml or .csv file"])
-    raw = _read_csv(path) if path.suffix == ".csv" else _read_yaml(path)
+    if path.suffix.lower() not in (".yaml", ".yml", ".csv"):
+        raise ConfigError([f"prompts: {path} is not a .yaml, .yml or .csv prompt set"])
+    raw = _read_csv(path) if path.suffix.lower() == ".csv" else _read_yaml(path)
     where = f"prompts ({path})"
+    _refuse_resolvers(raw, where)
     pairs = list(enumerate(raw))  # (position in the file, raw entry)
     if wildcards is not None:
         from . import wildcards as W

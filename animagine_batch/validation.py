@@ -11,23 +11,32 @@ from pathlib import Path
 from . import prompts as P
 from . import samplers
 from .collect import Collector, check_int
-from .config import (AXES, PASS_AXES, RUNNERS, SEED_LIMIT, TOP_KEYS, GenerationSpec, JobSpec,
-                     ModelSpec, OutputSpec, RunnerSpec, SweepSpec, count_tasks, parse_size)
+from .config import (AXES, PASS_AXES, SEED_LIMIT, TOP_KEYS, GenerationSpec, JobSpec, SweepSpec,
+                     count_tasks, parse_size)
 from .errors import ConfigError
 from .scorers import registry
 from .validation_passes import (check_hires_fit, check_pass_level, parse_hires, parse_loras,
-                                parse_wildcards)
+                                parse_wildcards, pass_overrides, unused_setting)
+from .validation_sections import parse_model, parse_output, parse_runner
+
+MAX_STEPS = 1000
+MAX_CFG = 100
+MAX_TASKS = 100_000_000  # tasks are held in memory: about 1 KB each
 
 
 def _check_level(c: Collector, key: str, axis: str, value, spec_models: dict, sizes: list):
     """Validate one value of a generation or prompt field."""
     if axis in ("steps",):
-        check_int(c, key, value, 1)
+        if check_int(c, key, value, 1) is not None and value > MAX_STEPS:
+            c.add(key, f"{value} steps is more than {MAX_STEPS} (the schedulers' training "
+                  "timesteps)")
     elif axis == "cfg":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             c.add(key, f"{value!r} is not a number")
         elif value <= 0:
             c.add(key, f"cfg {value} must be > 0")
+        elif value > MAX_CFG:
+            c.add(key, f"cfg {value} must be at most {MAX_CFG}")
     elif axis in ("width", "height"):
         if check_int(c, key, value, 1) is not None:
             sizes.append((key, value))
@@ -72,7 +81,7 @@ def _parse_axes(c: Collector, raw, key: str) -> tuple[tuple[str, tuple], ...]:
     return tuple(out)
 
 
-def _parse_seeds(c: Collector, seeds, base) -> tuple[int, ...]:
+def _parse_seeds(c: Collector, seeds, base, max_tasks: int) -> tuple[int, ...]:
     base = check_int(c, "sweep.base_seed", base, 0)
     if isinstance(seeds, (list, tuple)):
         bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int)
@@ -86,19 +95,14 @@ def _parse_seeds(c: Collector, seeds, base) -> tuple[int, ...]:
     n = check_int(c, "sweep.seeds", seeds, 1)
     if n is None or base is None:
         return (0,)
+    if n > max_tasks:  # refused before a range this long is built
+        c.add("sweep.seeds", f"{n:,} seeds are more than max_tasks={max_tasks:,}; use fewer "
+              "seeds or raise max_tasks")
+        return (0,)
     if base + n > SEED_LIMIT:
         c.add("sweep.base_seed", "base_seed + seeds must stay below 2^63")
         return (0,)
     return tuple(range(base, base + n))
-
-
-def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
-    spec = c.section({"name": name, **(raw or {})}, key, ModelSpec)
-    if not (spec.id or spec.path or spec.embedded):
-        c.add(key, "needs one of id (hub id), path (local folder or .safetensors file) or embedded")
-    if not isinstance(spec.allow_pickle, bool):
-        c.add(f"{key}.allow_pickle", f"{spec.allow_pickle!r} is not true or false")
-    return spec
 
 
 def _parse_scorers(c: Collector, names, overrides, configs: dict | None) -> tuple:
@@ -119,12 +123,17 @@ def _parse_scorers(c: Collector, names, overrides, configs: dict | None) -> tupl
         if name not in configs:
             c.add("scorers", f"unknown scorer {name!r}; allowed: {', '.join(sorted(configs)) or '(none)'}")
             continue
-        config = {**configs[name], **(overrides.get(name) or {})}
-        if config.get("kind") not in registry.KINDS:
-            c.add(f"scorer config {name}", f"kind {config.get('kind')!r} is not one of "
-                  f"{', '.join(sorted(registry.KINDS))}")
+        extra = overrides.get(name) or {}
+        if not isinstance(extra, dict):
+            c.add(f"scorer.{name}", f"{extra!r} must map option names to values")
             continue
-        specs.append(registry.ScorerSpec.make(name, config))
+        if "kind" in extra:
+            c.add(f"scorer.{name}.kind", "cannot be overridden; pick another scorer config")
+        config = {**configs[name], **{k: v for k, v in extra.items() if k != "kind"}}
+        problems = registry.option_problems(name, config)
+        c.problems += problems
+        if not problems:
+            specs.append(registry.ScorerSpec.make(name, config))
     if len({s.name for s in specs}) != len(specs):
         c.add("scorers", f"lists a scorer twice: {list(names)}")
     return tuple(specs)
@@ -150,6 +159,7 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     (with overrides) and `scorer.<name>` holds option overrides of the listed scorers.
     """
     c = Collector()
+    warnings: list[str] = []  # settings that an axis overrides, said before the run
     for k in sorted(set(raw) - set(TOP_KEYS)):
         c.add(k, f"unknown key; allowed: {', '.join(TOP_KEYS)}")
     name = str(raw.get("name") or "")
@@ -160,21 +170,8 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     for problem in P.check_options(opts):
         c.add("prompt." + problem.split(": ", 1)[0], problem.split(": ", 1)[1])
     gen = c.section(raw.get("generation"), "generation", GenerationSpec)
-    runner_raw = raw.get("runner")
-    runner = c.section({"name": runner_raw} if isinstance(runner_raw, str) else runner_raw,
-                       "runner", RunnerSpec)
-    if runner.name not in RUNNERS:
-        c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(RUNNERS)}")
-    check_int(c, "runner.compile_min_images", runner.compile_min_images, 0)
-    try:
-        from .accel import options
-
-        options(runner)
-    except ConfigError as e:
-        c.problems += e.problems
-    output = c.section(raw.get("output"), "output", OutputSpec)
-    if not (isinstance(output.png_compress_level, int) and 0 <= output.png_compress_level <= 9):
-        c.add("output.png_compress_level", "must be an integer 0-9")
+    runner = parse_runner(c, raw.get("runner"))
+    output = parse_output(c, raw.get("output"))
     model_raw = raw.get("model") or {}
     main_name = str(model_raw.get("name", "model")) if isinstance(model_raw, dict) else "model"
     model = parse_model(model_raw if isinstance(model_raw, dict) else {}, main_name, "model", c)
@@ -196,7 +193,12 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     axes = [a for a, _ in grid + zipped]
     if "size" in axes and ({"width", "height"} & set(axes)):
         c.add("sweep", "size and width/height cannot both be axes")
-    seeds = _parse_seeds(c, sweep_raw.get("seeds", 1), sweep_raw.get("base_seed", 0))
+    max_tasks = check_int(c, "max_tasks", raw.get("max_tasks", 100_000), 1) or 100_000
+    if max_tasks > MAX_TASKS:
+        c.add("max_tasks", f"{max_tasks:,} is more than {MAX_TASKS:,}, the most one job holds; "
+              "split the experiment into several jobs")
+        max_tasks = MAX_TASKS
+    seeds = _parse_seeds(c, sweep_raw.get("seeds", 1), sweep_raw.get("base_seed", 0), max_tasks)
     sample = sweep_raw.get("sample")
     if sample is not None:
         sample = check_int(c, "sweep.sample", sample, 1)
@@ -220,9 +222,22 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
               "a lora.path axis")
     sizes: list = []
     for field_name in ("sampler", "steps", "cfg", "width", "height"):
-        if field_name in axes or (field_name in ("width", "height") and "size" in axes):
-            continue  # an axis sets it for every task: the default is never used
-        _check_level(c, f"generation.{field_name}", field_name, getattr(gen, field_name), {}, sizes)
+        key, value = f"generation.{field_name}", getattr(gen, field_name)
+        axis = "size" if field_name in ("width", "height") and "size" in axes else field_name
+        if axis not in axes:
+            _check_level(c, key, field_name, value, {}, sizes)
+            continue
+        unused: list = []  # an axis sets it for every task: still checked, but not for a model
+        _check_level(c, key, field_name, value, {}, unused)
+        for k, v in unused:
+            if v % 8:
+                c.add(k, f"{v} is not a multiple of 8")
+        if value != getattr(GenerationSpec, field_name):
+            warnings.append(unused_setting(key, value, axis, sweep))
+    for field_name, value in opts.__dict__.items():
+        if field_name in axes and value != getattr(P.PromptOptions, field_name):
+            warnings.append(unused_setting(f"prompt.{field_name}", value, field_name, sweep))
+    warnings += pass_overrides(sweep, hires, loras)
     check_int(c, "generation.batch_size", gen.batch_size, 1)
     for axis, levels in grid + zipped:
         group = "grid" if (axis, levels) in grid else "zip"
@@ -246,7 +261,6 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     except ConfigError as e:
         c.problems += e.problems
     n_prompts = len(prompt_set.entries) if prompt_set else 0
-    max_tasks = check_int(c, "max_tasks", raw.get("max_tasks", 100_000), 1) or 100_000
     total = count_tasks(n_prompts, sweep)
     if total > max_tasks:
         c.add("max_tasks", f"the sweep has {total:,} tasks, more than max_tasks={max_tasks:,}; "
@@ -256,4 +270,4 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     return JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
                    model=model, models=models, scorers=scorers,
                    runner=runner, output=output, max_tasks=max_tasks, hires=hires, loras=loras,
-                   wildcards=wildcards, prompt_set=prompt_set)
+                   wildcards=wildcards, prompt_set=prompt_set, warnings=tuple(warnings))

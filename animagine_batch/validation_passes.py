@@ -89,7 +89,29 @@ def parse_wildcards(c: Collector, raw, prompt_dirs: list[Path]) -> WildcardSpec:
         check_int(c, "wildcards.seed", spec.seed, 0)
     if spec.folder is not None and not Path(spec.folder).expanduser().is_dir():
         c.add("wildcards.folder", f"{spec.folder} is not a folder (of <name>.txt wildcard files)")
+    elif spec.folder is not None:
+        from .wildcards import check_folder
+
+        for problem in check_folder(Path(spec.folder).expanduser()):
+            c.add("wildcards.folder", problem)
     return spec
+
+
+def pass_overrides(sweep: SweepSpec, hires: HiresSpec, loras: tuple[LoraSpec, ...]) -> list[str]:
+    """Settings of the optional passes that an axis replaces for every task, as warnings."""
+    set_here = [("hires.scale", "hires.scale", hires.scale, None),
+                ("hires.strength", "hires.strength", hires.strength, HiresSpec.strength)]
+    if loras:
+        set_here += [("loras[0].path", "lora.path", loras[0].path, None),
+                     ("loras[0].scale", "lora.scale", loras[0].scale, LoraSpec.scale)]
+    return [unused_setting(key, value, axis, sweep) for key, axis, value, default in set_here
+            if axis in sweep.axes and value != default]
+
+
+def unused_setting(key: str, value, axis: str, sweep: SweepSpec) -> str:
+    """The warning for a setting that a sweep axis replaces in every task."""
+    levels = " | ".join(map(str, sweep.levels(axis)))
+    return f"{key}={value!r} is not used: the sweep axis {axis} sets it for every task ({levels})"
 
 
 def check_hires_fit(c: Collector, sweep: SweepSpec, hires: HiresSpec, steps, sizes: list[int],

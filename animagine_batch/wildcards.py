@@ -16,11 +16,11 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-SYNTAX = re.compile(r"\{[^{}]*\}|__[\w./-]+__")
-WILDCARD = re.compile(r"__([\w./-]+)__")
+SYNTAX = re.compile(r"\{[^{}]*\}|__[\w./*?-]+__")  # variants, wildcards (and their globs)
 FIELD_SEP = "\x1f"  # joins an entry's fields into one template; never in prompt text
 FIELDS = ("subject", "character", "series", "tags")
 COMBINATORIAL_LIMIT = 100_000
+FOLDER_LIMIT = 10_000  # files a wildcard folder may hold (dynamicprompts reads the whole tree)
 
 
 def has_syntax(text: str) -> bool:
@@ -43,19 +43,85 @@ def _manager(spec):
     return WildcardManager(Path(spec.folder).expanduser()) if spec.folder else WildcardManager()
 
 
+def wildcard_names(template: str) -> list:
+    """The wildcard names of a template as dynamicprompts parses them (a glob such as
+    `colors/*` stays a glob; a name built from a variable is a command, not a string)."""
+    import dataclasses
+
+    from dynamicprompts.commands import WildcardCommand
+    from dynamicprompts.parser.parse import parse
+
+    names, stack = [], [parse(template)]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, WildcardCommand):
+            names.append(node.wildcard)
+        if dataclasses.is_dataclass(node):
+            stack += [getattr(node, f.name) for f in dataclasses.fields(node)]
+        elif isinstance(node, (list, tuple)):
+            stack += list(node)
+        elif isinstance(node, dict):
+            stack += list(node.values())
+    return names
+
+
+def _escapes(name: str) -> bool:
+    return ".." in name or "\\" in name or name.startswith(("/", "~")) \
+        or bool(re.match(r"[A-Za-z]:", name))
+
+
 def _check_wildcards(template: str, manager, spec, where: str) -> None:
-    names = sorted(set(WILDCARD.findall(template)))
+    """Every wildcard must name (or glob) files inside wildcards.folder that hold values."""
+    names = wildcard_names(template)
     if not names:
         return
+    built = [n for n in names if not isinstance(n, str)]
+    if built:
+        raise ConfigError([f"{where} builds a wildcard name from a variable; name the wildcard "
+                           "file itself (__name__) so that it is checked before the run"])
+    shown = ", ".join(f"__{n}__" for n in sorted(set(names)))
+    escaping = sorted({n for n in names if _escapes(n)})
+    if escaping:
+        raise ConfigError([f"{where} uses wildcard(s) {', '.join(f'__{n}__' for n in escaping)}: "
+                           "a wildcard names a file inside wildcards.folder (`__hair__`, "
+                           "`__colors/eyes__`, `__colors/*__`); `..`, `~` and absolute paths "
+                           "are refused"])
     if not spec.folder:
-        raise ConfigError([f"{where} uses wildcard(s) {', '.join(f'__{n}__' for n in names)} but "
-                           "wildcards.folder is not set (a folder of <name>.txt files)"])
-    known = manager.get_collection_names()
-    missing = [n for n in names if n not in known]
+        raise ConfigError([f"{where} uses wildcard(s) {shown} but wildcards.folder is not set "
+                           "(a folder of <name>.txt files)"])
+    missing = sorted({n for n in names if not manager.get_values(n)})
     if missing:
+        known = manager.get_collection_names()
         raise ConfigError([f"{where} uses wildcard(s) {', '.join(f'__{n}__' for n in missing)} "
                            f"not found in wildcards.folder {spec.folder}; available: "
-                           f"{', '.join(sorted(known)) or '(none)'}"])
+                           f"{', '.join(sorted(known)) or '(none)'} (a wildcard must match a file "
+                           "that holds values)"])
+
+
+def check_folder(folder: Path) -> list[str]:
+    """Why a wildcard folder cannot be read as data: a link to a file outside it, or a YAML
+    wildcard file that is not plain data (dynamicprompts reads .txt, .yaml and .json files)."""
+    from .datafiles import load_yaml
+
+    root = folder.resolve()
+    problems = []
+    for n, path in enumerate(folder.rglob("*")):
+        if n == FOLDER_LIMIT:
+            return [f"{folder} holds more than {FOLDER_LIMIT:,} files; point wildcards.folder at "
+                    "a folder of wildcard files"]
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError):  # a link loop
+            target = None
+        if path.is_symlink() and (target is None or root not in target.parents):
+            problems.append(f"{path} links to {target or 'itself'}, outside the folder; wildcard "
+                            "files must lie inside it")
+        elif path.suffix == ".yaml" and path.is_file():
+            try:
+                load_yaml(path, "wildcards.folder")
+            except ConfigError as e:
+                problems += [p.removeprefix("wildcards.folder: ") for p in e.problems]
+    return problems
 
 
 def entry_seed(job_seed: int, key: str) -> int:

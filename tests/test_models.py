@@ -233,5 +233,12 @@ def test_vae_folder_of_pickles_only_is_refused_unless_allowed(tmp_path):
     with pytest.raises(ConfigError, match=r"model.vae: .* holds only pickle weights"):
         models.check_source(spec)
     models.check_source(ModelSpec(name="t", embedded="tiny", vae=str(tmp_path), allow_pickle=True))
-    (tmp_path / "diffusion_pytorch_model.safetensors").write_bytes(b"x")
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"x")  # a safetensors name is not enough: its header is read
+    with pytest.raises(ConfigError, match=r"model.vae: .* is not a valid .safetensors file"):
+        models.check_source(spec)
+    save_file({"w": np.zeros(2, np.float32)}, str(weights))
     models.check_source(spec)

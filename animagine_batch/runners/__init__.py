@@ -5,6 +5,27 @@ from __future__ import annotations
 from .base import Runner, WorkerContext
 
 
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """A cluster address must accept connections: a closed port is a message within seconds,
+    where Ray itself would retry for minutes. `auto` and no address are left to Ray."""
+    if not address or address == "auto":
+        return
+    import socket
+
+    from ..errors import ConfigError
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        why = "connection refused" if isinstance(e, ConnectionRefusedError) else (
+            f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else str(e))
+        raise ConfigError(f"runner.address: cannot reach the Ray cluster at {address} ({why}); "
+                          "start the head node first (ray start --head --port=PORT), or leave "
+                          "runner.address unset to start a local Ray for the run") from None
+
+
 def make_runner(name: str, address: str | None = None) -> Runner:
     if name == "local":
         from .local import LocalRunner
@@ -13,6 +34,7 @@ def make_runner(name: str, address: str | None = None) -> Runner:
     if name == "ray":
         import os
 
+        check_address(address)
         host = (address or "").removeprefix("ray://").rsplit(":", 1)[0]
         if not address or host in ("127.0.0.1", "localhost"):
             # A local Ray binds to (and a loopback address stays on) 127.0.0.1 only with this
@@ -24,4 +46,4 @@ def make_runner(name: str, address: str | None = None) -> Runner:
     raise ValueError(f"unknown runner {name!r}; allowed: local, ray")
 
 
-__all__ = ["Runner", "WorkerContext", "make_runner"]
+__all__ = ["Runner", "WorkerContext", "check_address", "make_runner"]

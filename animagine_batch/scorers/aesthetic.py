@@ -11,12 +11,19 @@ import numpy as np
 
 from .. import offline_scorers
 from ..tags import AESTHETIC_CUTS, aesthetic_tag
+from . import base
 from .base import batches, load_error, local_or_hub, require_cached
 
 # ViTImageProcessor settings of aesthetic-shadow-v2 (SPEC.md section 4)
 IMAGE_MEAN = [0.65463551, 0.60715182, 0.61108185]
 IMAGE_STD = [0.32903292, 0.32726001, 0.31909652]
 BILINEAR = 2
+
+
+def _cuts(value) -> str | None:
+    ok = (isinstance(value, (list, tuple)) and len(value) == 3
+          and all(base.probability(v) is None for v in value) and list(value) == sorted(value))
+    return None if ok else "must be three increasing numbers from 0 to 1 (the card's buckets)"
 
 
 def make_processor(image_size: int):
@@ -31,6 +38,8 @@ class AestheticScorer:
     kind = "aesthetic"
     version = "1"
     higher_is_better = {"aesthetic_score": True}
+    options = {**base.COMMON, "id": base.hub_id, "revision": base.text, "path": base.text,
+               "cuts": _cuts}
 
     @staticmethod
     def columns(options: dict) -> dict[str, str]:

@@ -8,6 +8,60 @@ from typing import Iterator, Sequence
 from ..errors import ConfigError
 
 
+# Option checks of the scorer configs: each takes a value and says what is wrong with it (or
+# None). A scorer class lists its options as {name: check}; any other option is refused.
+
+
+def text(value) -> str | None:
+    return None if value is None or (isinstance(value, str) and value.strip()) else \
+        "must be a non-empty string or null"
+
+
+def positive_int(value) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "must be an integer >= 1"
+
+
+def probability(value) -> str | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+    return None if ok else "must be a number from 0 to 1"
+
+
+def switch(value) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def embedded(value) -> str | None:
+    return None if value in (None, "tiny") else "must be tiny (the offline stand-in) or null"
+
+
+def hub_id(value) -> str | None:
+    if value is None:
+        return None
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value if isinstance(value, str) else repr(value))
+    except HFValidationError as e:
+        return f"is not a Hugging Face repo id ({e})"
+    return None
+
+
+COMMON = {"licence": text, "batch_size": positive_int, "embedded": embedded}
+
+
+def option_problems(name: str, options: dict, allowed: dict) -> list[str]:
+    """Every unknown option (`_target_` among them) and every bad value, by key."""
+    problems = []
+    for key in sorted(set(options) - set(allowed), key=str):
+        problems.append(f"scorer.{name}.{key}: unknown option; allowed: "
+                        f"{', '.join(sorted(allowed))}")
+    for key, check in allowed.items():
+        if key in options and (problem := check(options[key])):
+            problems.append(f"scorer.{name}.{key}: {options[key]!r} {problem}")
+    return problems
+
+
 def batches(items: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(items), max(1, size)):
         yield items[i : i + size]

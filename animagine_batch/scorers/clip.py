@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import offline_scorers
 from ..errors import ConfigError
+from . import base
 from .base import batches, load_error, require_cached
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # open_clip's names
@@ -33,6 +34,10 @@ class ClipScorer:
     kind = "clip"
     version = "1"
     higher_is_better = {"clip_score": True, "clip_cosine": True}
+    options = {**base.COMMON, "model": base.text, "pretrained": base.text,
+               "store_embeddings": base.switch,
+               "precision": lambda v: None if v in ("auto", *PRECISIONS) else
+               f"is not one of auto, {', '.join(PRECISIONS)}"}
 
     @staticmethod
     def columns(options: dict) -> dict[str, str]:

@@ -4,7 +4,8 @@ A scorer config names its `kind` (the module that implements it) and that kind's
 offline stand-ins are configs of the same kinds (`tiny_clip` is kind `clip` with an embedded
 model), so they run through the same code as the real scorers.
 
-A scorer class has `kind`, `version`, `higher_is_better` (column -> bool), `columns(options)`
+A scorer class has `kind`, `version`, `higher_is_better` (column -> bool), `options` (option ->
+check: any other option is refused), `columns(options)`
 (column -> Arrow type name), `check(name, options)` (cheap availability check before any work),
 an `__init__(name, options, device)` that loads weights once, and
 `__call__(images, rows) -> {column: list}` over a batch of PIL images and their result rows.
@@ -45,6 +46,22 @@ def scorer_class(kind: str):
         raise KeyError(f"unknown scorer kind {kind!r}; allowed: {', '.join(sorted(KINDS))}")
     module, cls = KINDS[kind].split(":")
     return getattr(importlib.import_module(f"animagine_batch.scorers.{module}"), cls)
+
+
+def option_problems(name: str, config: dict) -> list[str]:
+    """Every problem of a scorer config (its kind's options only, each typed), by key."""
+    from .base import option_problems as problems
+
+    config = dict(config)
+    kind = config.pop("kind", None)
+    if kind not in KINDS:
+        return [f"scorer config {name}: kind {kind!r} is not one of {', '.join(sorted(KINDS))}"]
+    cls = scorer_class(kind)
+    found = problems(name, config, cls.options)
+    sources = ("embedded", "path", "id") if "id" in cls.options else ("embedded", "model")
+    if not any(config.get(k) for k in sources):
+        found.append(f"scorer.{name}: needs one of {', '.join(sources)}")
+    return found
 
 
 def columns(spec: ScorerSpec) -> dict[str, str]:

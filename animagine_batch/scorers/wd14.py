@@ -17,6 +17,7 @@ from PIL import Image
 
 from .. import offline_scorers
 from ..tags import normalise_tag, split_tags, strip_emphasis
+from . import base
 from .base import batches, load_error, require_cached
 
 RATINGS = ("general", "sensitive", "questionable", "explicit")
@@ -62,6 +63,8 @@ class WD14Scorer:
     version = "1"
     higher_is_better = {"wd14_tag_recall": True, "wd14_tag_coverage": True,
                         "wd14_character_hit": True, "wd14_rating_match": True}
+    options = {**base.COMMON, "id": base.hub_id, "revision": base.text, "path": base.text,
+               "general_threshold": base.probability, "character_threshold": base.probability}
 
     @staticmethod
     def columns(options: dict) -> dict[str, str]:

@@ -1,0 +1,106 @@
+"""Validation of the `model`, `runner` and `output` sections: every option typed and checked,
+every problem added to the collector (validation.py gathers them with the other sections')."""
+
+from __future__ import annotations
+
+import re
+
+from .collect import Collector, check_int
+from .config import RUNNERS, SEED_LIMIT, ModelSpec, OutputSpec, RunnerSpec
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+ADDRESS = re.compile(r"(ray://)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})")
+WORKERS_LIMIT = 4096
+
+
+def optional_text(c: Collector, key: str, value, what: str) -> None:
+    """null, or a non-empty string."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        c.add(key, f"{value!r} must be {what} (a non-empty string) or null")
+
+
+def hub_id_problem(value: str) -> str | None:
+    """Why a text is not a Hugging Face repo id (huggingface_hub's own rules), or None."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError as e:
+        return str(e)
+    return None
+
+
+def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
+    from .offline import EMBEDDED
+
+    spec = c.section({"name": name, **(raw or {})}, key, ModelSpec)
+    if not (spec.id or spec.path or spec.embedded):
+        c.add(key, "needs one of id (hub id), path (local folder or .safetensors file) or embedded")
+    for field in ("revision", "path", "vae", "vae_revision", "config", "licence"):
+        optional_text(c, f"{key}.{field}", getattr(spec, field), "text")
+    optional_text(c, f"{key}.id", spec.id, "a Hugging Face repo id")
+    if isinstance(spec.id, str) and spec.id.strip() and (problem := hub_id_problem(spec.id)):
+        c.add(f"{key}.id", f"{spec.id!r} is not a Hugging Face repo id ({problem})")
+    if spec.embedded is not None and spec.embedded not in EMBEDDED:
+        c.add(f"{key}.embedded", f"unknown embedded model {spec.embedded!r}; allowed: "
+              f"{', '.join(EMBEDDED)} or null")
+    if not isinstance(spec.allow_pickle, bool):
+        c.add(f"{key}.allow_pickle", f"{spec.allow_pickle!r} is not true or false")
+    seed = check_int(c, f"{key}.seed", spec.seed, 0)
+    if seed is not None and seed >= SEED_LIMIT:
+        c.add(f"{key}.seed", f"{seed} must be below 2^63")
+    sizes = [check_int(c, f"{key}.{f}", getattr(spec, f), 8) for f in ("min_size", "max_size")]
+    for f, v in zip(("min_size", "max_size"), sizes):
+        if v is not None and v % 8:
+            c.add(f"{key}.{f}", f"{v} is not a multiple of 8")
+    if None not in sizes and sizes[0] > sizes[1]:
+        c.add(f"{key}.min_size", f"{sizes[0]} is larger than max_size {sizes[1]}")
+    if None in sizes:  # a bad limit is reported once, not again by every size of the sweep
+        spec = ModelSpec(**{**spec.__dict__, "min_size": sizes[0] or 8,
+                            "max_size": sizes[1] or 2**31})
+    return spec
+
+
+def parse_runner(c: Collector, raw) -> RunnerSpec:
+    runner = c.section({"name": raw} if isinstance(raw, str) else raw, "runner", RunnerSpec)
+    if runner.name not in RUNNERS:
+        c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(RUNNERS)}")
+    address = runner.address
+    if address is not None:
+        m = ADDRESS.fullmatch(address) if isinstance(address, str) else None
+        if not (address == "auto" or (m and 1 <= int(m.group(3)) <= 65535)):
+            c.add("runner.address", f"{address!r} is not a Ray address; allowed: null (start a "
+                  "local Ray for the run), auto, HOST:PORT or ray://HOST:PORT")
+        elif runner.name != "ray":
+            c.add("runner.address", f"{address!r} is set but runner.name is {runner.name!r}; "
+                  "an address is used by runner=ray only")
+    workers = check_int(c, "runner.workers", runner.workers, 1)
+    if workers is not None and workers > WORKERS_LIMIT:
+        c.add("runner.workers", f"{workers} must be at most {WORKERS_LIMIT}")
+    if runner.threads is not None:
+        check_int(c, "runner.threads", runner.threads, 1)
+    device = runner.device
+    if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device)):
+        c.add("runner.device", f"{device!r} is not a device; allowed: {DEVICES}")
+    if runner.dtype not in DTYPES:
+        c.add("runner.dtype", f"{runner.dtype!r} is not one of {', '.join(DTYPES)}")
+    check_int(c, "runner.compile_min_images", runner.compile_min_images, 0)
+    from .accel import options
+    from .errors import ConfigError
+
+    try:
+        options(runner)
+    except ConfigError as e:
+        c.problems += e.problems
+    return runner
+
+
+def parse_output(c: Collector, raw) -> OutputSpec:
+    output = c.section(raw, "output", OutputSpec)
+    if not isinstance(output.root, str) or not output.root.strip():
+        c.add("output.root", f"{output.root!r} must be a folder path (a non-empty string)")
+    level = output.png_compress_level
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
+        c.add("output.png_compress_level", f"{level!r} must be an integer 0-9")
+    return output
