@@ -98,6 +98,10 @@ def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
         c.add(key, "needs one of id (hub id), path (local folder or .safetensors file) or embedded")
     if not isinstance(spec.allow_pickle, bool):
         c.add(f"{key}.allow_pickle", f"{spec.allow_pickle!r} is not true or false")
+    if spec.a1111_hash is not None and not re.fullmatch(r"[0-9a-f]{10}", str(spec.a1111_hash)):
+        c.add(f"{key}.a1111_hash", f"{spec.a1111_hash!r} is not an A1111 short hash: give the "
+              "first 10 lowercase hex digits of the checkpoint file's sha256 (quoted in YAML), "
+              "or null")
     return spec
 
 

@@ -156,7 +156,8 @@ def test_lora_scale_switches_adapters_without_reloading(tiny_generator, tasks, l
     assert 0 < d_half < d_one
     assert after.pngs == base.pngs  # adapters off again: the base model's bytes
     info = metadata.parse_infotext(Image.open(io.BytesIO(one.pngs[0])).text["parameters"])
-    assert info["Lora weights"] == "pytorch_lora_weights: 1"
+    assert info["Prompt"] == f"{t.prompt} <lora:pytorch_lora_weights:1>"  # webui's syntax
+    assert "Lora weights" not in info  # not a webui key
     raw = open(lora_path, "rb").read()  # webui's "addnet" hash: sha256 after the JSON header
     body = raw[8 + int.from_bytes(raw[:8], "little"):]
     assert info["Lora hashes"] == f"pytorch_lora_weights: {hashlib.sha256(body).hexdigest()[:12]}"
