@@ -51,7 +51,8 @@ def test_kohya_export_trains_as_sd_scripts_reads_it(demo_run, tmp_path):
             assert clients.shuffled(image["text"], subset["keep_tokens"], rng)[:3] == head
         assert (Path(image["path"]).with_suffix(".txt").read_text()
                 == image["text"] + "\n")  # the .txt caption is the same text
-        assert clients.bucket_without_upscale(subset, 64, 64) == (64, 64)  # neither scaled nor cropped
+        # neither scaled nor cropped into its bucket
+        assert clients.bucket_without_upscale(subset, 64, 64) == (64, 64)
     naruto = df[(df.prompt_key == "naruto") & (df.tag_position == "append")]
     task_id = naruto.index[0]
     text = clients.tokens(next(i["text"] for i in images if task_id in i["path"]))
@@ -61,7 +62,8 @@ def test_kohya_export_trains_as_sd_scripts_reads_it(demo_run, tmp_path):
     # prompted quality tags, then the bucket of the MEASURED aesthetic score (not the prompted one)
     assert text[6:8] == ["masterpiece", "best quality"] and text[8] == naruto.iloc[0].aesthetic_tag
     assert "very aesthetic" not in text or naruto.iloc[0].aesthetic_tag == "very aesthetic"
-    assert (out / f"{task_id}.png").read_bytes() == (demo_run / naruto.iloc[0].image_path).read_bytes()
+    source = demo_run / naruto.iloc[0].image_path
+    assert (out / f"{task_id}.png").read_bytes() == source.read_bytes()
 
 
 def test_kohya_dreambooth_layout(demo_run, tmp_path):
