@@ -9,6 +9,9 @@ import pandas as pd
 
 from analysis import ResultsError, load_run
 
+from .export import SHARD_ROWS
+from .kohya import LAYOUTS
+
 SHOW = ["axis", "level", "reference", "metric", "n_pairs", "n_prompts", "mean_reference",
         "mean_level", "mean_diff", "ci_low", "ci_high", "ci_level", "win_rate", "p_adj", "verdict"]
 REGRESS_SHOW = ["scope", "level", "metric", "matched", "n_pairs", "n_prompts", "mean_baseline",
@@ -162,8 +165,10 @@ def cmd_export(args) -> int:
 
     run = _run(args.run_dir)
     n = export(run, args.format, Path(args.out), args.where, args.min_aesthetic, args.dedupe,
-               args.dedupe_threshold, args.caption_source, args.overwrite)
-    print(f"{n:,} images exported ({args.format}) -> {args.out}")
+               args.dedupe_threshold, args.caption_source, args.overwrite, args.kohya_layout,
+               args.shard_rows)
+    layout = f", {args.kohya_layout} layout" if args.format == "kohya" else ""
+    print(f"{n:,} images exported ({args.format}{layout}) -> {args.out}")
     return 0
 
 
@@ -218,6 +223,11 @@ def add_parsers(sub) -> None:
                    help="cosine above which two images are near-duplicates (default 0.95)")
     e.add_argument("--caption-source", default="prompt", choices=["prompt", "wd14"],
                    help="general tags from the prompt, or from the WD tagger's tags")
+    e.add_argument("--kohya-layout", default="finetune", choices=LAYOUTS,
+                   help="kohya: finetune (metadata.json next to the images, the default) or "
+                        "dreambooth (the images in a 1_<name>/ folder)")
+    e.add_argument("--shard-rows", type=int, default=SHARD_ROWS,
+                   help=f"hf-parquet: images per Parquet shard (default {SHARD_ROWS})")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty target")
     e.set_defaults(func=cmd_export)
 

@@ -31,6 +31,10 @@ class ModelSpec:
     embedded: str | None = None  # tiny | sdxl_random: built by offline.py
     seed: int = 0  # weights seed of an embedded model
     licence: str | None = None
+    # display only, never identity: webui's short hash of the weights' single-file checkpoint
+    # (`Model hash`; computed instead for a single file) and the demo app's model name
+    a1111_hash: str | None = None
+    title: str | None = None
     min_size: int = 512
     max_size: int = 2048
 

@@ -1,15 +1,16 @@
 """Dataset synthesis exports: filtered, deduplicated, captioned images for fine-tuning.
 
-- kohya: `<stem>.png` + `<stem>.txt` (caption) per image, and `metadata.json` in sd-scripts'
-  fine-tune format `{stem: {"caption", "tags", "train_resolution": [w, h]}}`.
+- kohya: `<stem>.png` + `<stem>.txt` (caption) per image, `metadata.json` in sd-scripts'
+  fine-tune format and a `dataset_config.toml`, in the fine-tune or DreamBooth layout
+  (`kohya.py`), so that sd-scripts trains on the folder as it is.
 - hf-parquet: `data/train-NNNNN-of-MMMMM.parquet` with an `image` column as a struct of bytes and
   path (the layout `datasets` reads as its Image feature, declared in the file's `huggingface`
-  metadata), the caption and every score column.
+  metadata), the caption and every score column, every shard with the same declared types.
 
 Captions follow Animagine's order: subject, character, series, general tags, then rating,
-quality, aesthetic tag (the bucket of the MEASURED aesthetic score) and year. An export is built
-in a temporary folder and renamed into place, so the target is either the old or the new export.
-Imports no torch: near-duplicates use the stored CLIP image embeddings.
+quality, aesthetic tag (the bucket of the MEASURED aesthetic score) and year, each tag once. An
+export is built in a temporary folder and renamed into place, so the target is either the old or
+the new export. Imports no torch: near-duplicates use the stored CLIP image embeddings.
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from PIL import Image
 
 from analysis import ResultsError, load_run
 from analysis.diversity import EMBEDDING, embeddings
+from analysis.load import part_files
 
+from . import kohya
 from . import tags as T
 
 FORMATS = ("kohya", "hf-parquet")
 RATING_FROM_WD14 = {"general": "safe", "sensitive": "sensitive", "questionable": "nsfw",
                     "explicit": "explicit, nsfw"}
-SHARD_ROWS = 1000
+SHARD_ROWS = 1000  # images per shard of an hf-parquet export (--shard-rows)
 
 
 def select(df: pd.DataFrame, where: str | None, min_aesthetic: float | None, dedupe: bool,
@@ -82,29 +86,32 @@ def _prompt_tags(prompt: str, group: tuple[str, ...]) -> list[str]:
     return [t for t in found if t in group]
 
 
-def caption_parts(row: dict, source: str) -> tuple[list[str], list[str]]:
-    """(caption tags in Animagine order, general tags) for one row."""
+def _tokens(tags: list[str]) -> list[str]:
+    """Tags as sd-scripts reads a caption: split at every comma and stripped, each kept once."""
+    return list(dict.fromkeys(t.strip() for tag in tags for t in tag.split(",") if t.strip()))
+
+
+def caption_parts(row: dict, source: str) -> tuple[list[str], int]:
+    """(caption tags of one row in Animagine order, each once and without commas; how many of
+    them lead the caption: the subject, character and series)."""
     plain = lambda v: T.strip_emphasis(T.normalise_tag(v)) if v else None  # noqa: E731
-    subject, character, series = (plain(row.get(k)) for k in ("subject", "character", "series"))
+    head = _tokens([h for k in ("subject", "character", "series")
+                    if (h := plain(T.field_text(row.get(k))))])
     if source == "wd14":
         found = row.get("wd14_tags")
-        found = [] if found is None else list(found)
-        general = [T.strip_emphasis(T.normalise_tag(t)) for t in found
-                   if T.normalise_tag(t) != T.normalise_tag(row.get("character") or "")]
-        general = [g for g in general if g not in (subject,)]
+        found = list(found) if isinstance(found, (list, tuple, np.ndarray)) else []
+        general = [T.strip_emphasis(T.normalise_tag(t)) for t in found]
     else:
-        head = {subject, character, series}
-        general = [t for t in T.split_tags(row.get("content_prompt") or "") if t not in head]
-    prompt = row.get("prompt") or ""
+        general = T.split_tags(T.field_text(row.get("content_prompt")) or "")
+    prompt = T.field_text(row.get("prompt")) or ""
     rating = _prompt_tags(prompt, T.RATING_TAGS)
     if not rating and row.get("wd14_rating") in RATING_FROM_WD14:
         rating = [RATING_FROM_WD14[row["wd14_rating"]]]
     quality = _prompt_tags(prompt, T.QUALITY_TAGS)
-    aesthetic = [row["aesthetic_tag"]] if row.get("aesthetic_tag") else []
+    aesthetic = [a] if (a := T.field_text(row.get("aesthetic_tag"))) else []
     year = _prompt_tags(prompt, T.YEAR_TAGS)
-    ordered = [t for t in (subject, character, series) if t] + general
-    ordered += rating + quality + aesthetic + year
-    return list(dict.fromkeys(ordered)), general
+    rest = _tokens(general + rating + quality + aesthetic + year)
+    return head + [t for t in rest if t not in head], len(head)
 
 
 def _target(out: Path, overwrite: bool) -> None:
@@ -126,12 +133,17 @@ def _replace(tmp: Path, out: Path) -> None:
 
 def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
            min_aesthetic: float | None = None, dedupe: bool = False, threshold: float = 0.95,
-           caption_source: str = "prompt", overwrite: bool = False) -> int:
+           caption_source: str = "prompt", overwrite: bool = False,
+           kohya_layout: str = "finetune", shard_rows: int = SHARD_ROWS) -> int:
     """Write the export; returns the number of images exported."""
     if fmt not in FORMATS:
         raise ResultsError(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
     if caption_source not in ("prompt", "wd14"):
         raise ResultsError(f"--caption-source {caption_source}: allowed: prompt, wd14")
+    if kohya_layout not in kohya.LAYOUTS:
+        raise ResultsError(f"--kohya-layout {kohya_layout}: allowed: {', '.join(kohya.LAYOUTS)}")
+    if isinstance(shard_rows, bool) or not isinstance(shard_rows, int) or shard_rows < 1:
+        raise ResultsError(f"--shard-rows {shard_rows}: must be a whole number of images >= 1")
     run_dir, out = Path(run_dir), Path(out)
     _target(out, overwrite)
     df = load_run(run_dir)
@@ -141,52 +153,94 @@ def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        (write_kohya if fmt == "kohya" else write_hf_parquet)(run_dir, rows, tmp, caption_source)
+        if fmt == "kohya":
+            write_kohya(run_dir, rows, tmp, caption_source, kohya_layout, out)
+        else:
+            write_hf_parquet(run_dir, rows, tmp, caption_source, shard_rows)
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return len(rows)
 
 
-def write_kohya(run_dir: Path, rows: pd.DataFrame, folder: Path, source: str) -> None:
-    meta = {}
+def write_kohya(run_dir: Path, rows: pd.DataFrame, folder: Path, source: str,
+                layout: str = "finetune", final: Path | None = None) -> None:
+    """The pairs, `metadata.json` (fine-tune layout) and `dataset_config.toml`; `final` is where
+    `folder` will be renamed to (the config names absolute paths)."""
+    sub = kohya.subset_folder(Path(run_dir).resolve().name) if layout == "dreambooth" else ""
+    images = folder / sub
+    images.mkdir(exist_ok=True)
+    meta, sizes, keep = {}, [], 0
     for row in rows.to_dict("records"):
-        stem = row["task_id"]
-        caption, general = caption_parts(row, source)
-        shutil.copyfile(run_dir / row["image_path"], folder / f"{stem}.png")
-        (folder / f"{stem}.txt").write_text(", ".join(caption) + "\n", encoding="utf-8")
-        meta[stem] = {"caption": ", ".join(caption), "tags": ", ".join(general),
-                      "train_resolution": [int(row["width"]), int(row["height"])]}
-    (folder / "metadata.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n",
-                                          encoding="utf-8")
+        name = f"{row['task_id']}.png"
+        caption, lead = caption_parts(row, source)
+        shutil.copyfile(run_dir / row["image_path"], images / name)
+        with Image.open(images / name) as im:
+            size = im.size  # what was saved: a hi-res image is larger than width x height
+        (images / f"{row['task_id']}{kohya.CAPTION_EXTENSION}").write_text(
+            ", ".join(caption) + "\n", encoding="utf-8")
+        meta[name] = kohya.metadata_entry(", ".join(caption), size)
+        sizes.append(size)
+        keep = max(keep, lead)
+    if layout == "finetune":
+        (folder / "metadata.json").write_text(
+            json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if sizes:
+        (folder / "dataset_config.toml").write_text(
+            kohya.dataset_config(layout, final or folder, sub, sizes, keep), encoding="utf-8")
 
 
 SCALAR = {pa.string(): "string", pa.int32(): "int32", pa.int64(): "int64",
           pa.float32(): "float32", pa.float64(): "float64", pa.bool_(): "bool"}
 
 
-def write_hf_parquet(run_dir: Path, rows: pd.DataFrame, folder: Path, source: str) -> None:
+def shard_schema(run_dir: Path, table: pd.DataFrame) -> pa.Schema:
+    """One Arrow schema for every shard, so `datasets` reads them as one table: the types the run
+    declared (its results and scores parts), whatever a shard holds; text for the joined
+    `wd14_tags`; for any other column the type of the whole column (text where all of it is
+    null). Per-shard inference would type a column that is null throughout one shard as null."""
+    parts = part_files(run_dir / "results")
+    scores = run_dir / "scores"
+    parts += [p for d in sorted(scores.iterdir() if scores.is_dir() else []) for p in part_files(d)]
+    declared = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in parts],
+                                promote_options="permissive") if parts else pa.schema([])
+    fields = []
+    for name in table.columns:
+        kind = declared.field(name).type if name in declared.names else None
+        if name == "wd14_tags" or kind is None:
+            kind = pa.string() if name == "wd14_tags" else pa.Table.from_pandas(
+                table[[name]], preserve_index=False).schema.field(name).type
+            kind = pa.string() if pa.types.is_null(kind) or pa.types.is_large_string(kind) \
+                else kind
+        if kind not in SCALAR:
+            raise ResultsError(f"column {name} of {run_dir} has type {kind}, which the "
+                               "hf-parquet export cannot declare as a datasets Value")
+        fields.append(pa.field(name, kind))
+    return pa.schema(fields)
+
+
+def write_hf_parquet(run_dir: Path, rows: pd.DataFrame, folder: Path, source: str,
+                     shard_rows: int = SHARD_ROWS) -> None:
     drop = [c for c in (EMBEDDING, "image_path", "error", "worker") if c in rows.columns]
     table = rows.drop(columns=drop)
     if "wd14_tags" in table.columns:
-        table["wd14_tags"] = [", ".join(t) if t is not None else None for t in table["wd14_tags"]]
-    captions = [", ".join(caption_parts(r, source)[0]) for r in rows.to_dict("records")]
+        table["wd14_tags"] = [", ".join(t) if isinstance(t, (list, tuple, np.ndarray)) else None
+                              for t in table["wd14_tags"]]
+    table.insert(0, "caption", [", ".join(caption_parts(r, source)[0])
+                                for r in rows.to_dict("records")])
+    schema = shard_schema(run_dir, table)
+    features = {"image": {"_type": "Image"}}
+    features |= {f.name: {"dtype": SCALAR[f.type], "_type": "Value"} for f in schema}
+    meta = {"huggingface": json.dumps({"info": {"features": features}})}
     (folder / "data").mkdir()
-    n_shards = max(1, -(-len(rows) // SHARD_ROWS))
+    n_shards = max(1, -(-len(rows) // shard_rows))
     for shard in range(n_shards):
-        lo, hi = shard * SHARD_ROWS, min(len(rows), (shard + 1) * SHARD_ROWS)
+        lo, hi = shard * shard_rows, min(len(rows), (shard + 1) * shard_rows)
         paths = rows["image_path"].iloc[lo:hi].tolist()
         image = pa.array([{"bytes": (run_dir / p).read_bytes(), "path": Path(p).name}
                           for p in paths],
                          pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
-        part = pa.Table.from_pandas(table.iloc[lo:hi], preserve_index=False)
-        part = part.add_column(0, "caption", pa.array(captions[lo:hi], pa.string()))
-        part = part.add_column(0, "image", image)
-        features = {"image": {"_type": "Image"}}
-        for f in part.schema:
-            if f.name != "image":
-                features[f.name] = {"dtype": SCALAR.get(f.type, "string"), "_type": "Value"}
-        part = part.replace_schema_metadata(
-            {"huggingface": json.dumps({"info": {"features": features}})})
+        part = pa.Table.from_pandas(table.iloc[lo:hi], schema=schema, preserve_index=False)
+        part = part.add_column(0, "image", image).replace_schema_metadata(meta)
         pq.write_table(part, folder / "data" / f"train-{shard:05d}-of-{n_shards:05d}.parquet",
                        row_group_size=100)

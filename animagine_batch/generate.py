@@ -130,8 +130,9 @@ class Generator:
         _PIPELINES.add(self.pipe)
         self.passes = passes.Passes(self.pipe)
         self.base_scheduler_config = dict(self.pipe.scheduler.config)
-        self.model_hash = models.model_hash(model, identity)
+        self.model_hash = models.model_hash(model)
         self.model_name = models.display_name(model)
+        self.model_title = models.title(model)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def close(self):
@@ -210,9 +211,11 @@ class Generator:
             sampler_name = samplers.get(t.sampler).name
             params = metadata.infotext_params(t, self.model_name, self.model_hash, sampler_name,
                                               __version__, self.lora_hashes(t.loras))
+            text = metadata.infotext(metadata.infotext_prompt(t), t.negative_prompt, params)
             png = metadata.encode_png(
-                pixels[i], metadata.infotext(t.prompt, t.negative_prompt, params),
-                metadata.demo_metadata(t, self.model_name, sampler_name), self.png_compress_level)
+                pixels[i], text,
+                metadata.demo_metadata(t, self.model_title, sampler_name, self.model_hash),
+                self.png_compress_level)
             pngs[i] = png
             row.update(status="ok", error=None, image_path=f"images/{t.task_id}.png",
                        image_sha256=hashlib.sha256(png).hexdigest())

@@ -34,9 +34,11 @@ def infotext(prompt: str, negative: str, params: dict) -> str:
     return "\n".join(lines)
 
 
-def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, version: str,
-                    lora_hashes: dict | None = None) -> dict:
-    """A1111 keys; `Size` is the first pass's size, as webui writes it with a hi-res pass."""
+def infotext_params(task, model_name: str, model_hash: str | None, sampler_name: str,
+                    version: str, lora_hashes: dict | None = None) -> dict:
+    """A1111 keys; `Size` is the first pass's size, as webui writes it with a hi-res pass.
+    `Model hash` is left out when it is unknown (None). `Lora hashes` maps the names of the
+    prompt line's `<lora:...>` tags to webui's short hashes, as webui writes it."""
     params = {
         "Steps": task.steps,
         "Sampler": sampler_name,
@@ -53,11 +55,18 @@ def infotext_params(task, model_name: str, model_hash: str, sampler_name: str, v
     if task.loras:
         params["Lora hashes"] = ", ".join(
             f"{lora_name(p)}: {(lora_hashes or {}).get(p, '')}" for p, _ in task.loras)
-        params["Lora weights"] = ", ".join(f"{lora_name(p)}: {_num(s)}" for p, s in task.loras)
     if task.weighting == "none":
         params["Emphasis"] = "None"  # webui's name for "brackets are literal text"
     params["Version"] = f"animagine-batch {version}"
     return params
+
+
+def infotext_prompt(task) -> str:
+    """The infotext's prompt line: the prompt the pipeline saw, then one `<lora:NAME:WEIGHT>` tag
+    per LoRA, the syntax webui re-applies LoRAs from when the parameters are pasted. The tags are
+    joined by spaces, so the prompt webui encodes once it has removed them is the stored one."""
+    tags = " ".join(f"<lora:{lora_name(p)}:{_num(s)}>" for p, s in task.loras)
+    return f"{task.prompt} {tags}" if tags else task.prompt
 
 
 # webui's names of its latent upscalers
@@ -66,8 +75,12 @@ WEBUI_UPSCALERS = {"nearest-exact": "Latent (nearest-exact)", "bilinear": "Laten
 
 
 def lora_name(path: str) -> str:
+    """A LoRA's name in the infotext: the file name without `.safetensors`, without the `,` and
+    `:` webui strips from names (its `Lora hashes` parser splits at them) and the `<` and `>`
+    that would end a `<lora:...>` tag early."""
     name = path.replace("\\", "/").rsplit("/", 1)[-1]
-    return name[: -len(".safetensors")] if name.endswith(".safetensors") else name
+    name = name[: -len(".safetensors")] if name.endswith(".safetensors") else name
+    return re.sub(r"[,:<>]", "", name).strip() or "lora"
 
 
 def hires_size(task) -> tuple[int, int]:
@@ -100,8 +113,10 @@ def parse_infotext(text: str) -> dict:
     return out
 
 
-def demo_metadata(task, model_name: str, sampler_name: str) -> dict:
-    """The demo app's `metadata` chunk."""
+def demo_metadata(task, model_title: str, sampler_name: str,
+                  model_hash: str | None = None) -> dict:
+    """The demo app's `metadata` chunk, its `Model` block included (the hash is null when
+    unknown)."""
     return {
         "prompt": task.prompt,
         "negative_prompt": task.negative_prompt,
@@ -116,7 +131,7 @@ def demo_metadata(task, model_name: str, sampler_name: str) -> dict:
         "use_upscaler": None if not task.hires else {
             "upscale_method": task.hires[2], "upscaler_strength": task.hires[1],
             "upscale_by": task.hires[0], "new_resolution": "%d x %d" % hires_size(task)},
-        "model": model_name,
+        "Model": {"Model": model_title, "Model hash": model_hash},
     }
 
 

@@ -194,11 +194,19 @@ def lora_identity(path: str) -> str:
     return f"sha256:{_file_sha256(Path(path).expanduser())}"
 
 
-def model_hash(spec: ModelSpec, ident: str) -> str:
-    """A1111 `Model hash` (10 hex): a single file's sha256, else a hash of the identity."""
-    if spec.path and Path(spec.path).is_file():
+def model_hash(spec: ModelSpec) -> str | None:
+    """A1111 `Model hash`, by which webui and Civitai find a checkpoint: the first 10 hex of the
+    sha256 of a single checkpoint file, computed; for a hub id or a diffusers folder (no such
+    file) the configured `model.a1111_hash`; None when neither is known."""
+    if is_single_file(spec):
         return _file_sha256(Path(spec.path).expanduser())[:10]
-    return hashlib.sha256(ident.encode()).hexdigest()[:10]
+    return spec.a1111_hash or None
+
+
+def title(spec: ModelSpec) -> str:
+    """The model's name in the demo app's `Model` block (`model.title`, e.g. `Animagine XL
+    3.1`), else its infotext name."""
+    return spec.title or display_name(spec)
 
 
 def display_name(spec: ModelSpec) -> str:

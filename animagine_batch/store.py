@@ -25,14 +25,16 @@ TYPES = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
          "float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_(),
          "list<string>": pa.list_(pa.string()), "binary": pa.binary()}
 
-# The results-table contract (DESIGN.md); axis and scorer columns are added per job.
+# The results-table contract (DESIGN.md); axis and scorer columns are added per job. Settings a
+# user writes as decimals (cfg, the hi-res scale and strength) are float64, so they read back as
+# written (0.55, not float32's 0.550000011920929) and compare equal to the numbers in a query.
 HEAD_COLUMNS = [
     ("task_id", "string"), ("job", "string"), ("model", "string"), ("model_name", "string"),
     ("prompt_key", "string"), ("subject", "string"), ("character", "string"),
     ("series", "string"), ("prompt", "string"), ("negative_prompt", "string"),
-    ("content_prompt", "string"), ("sampler", "string"), ("steps", "int32"), ("cfg", "float32"),
+    ("content_prompt", "string"), ("sampler", "string"), ("steps", "int32"), ("cfg", "float64"),
     ("width", "int32"), ("height", "int32"), ("seed", "int64"), ("weighting", "string"),
-    ("hires_scale", "float32"), ("hires_strength", "float32"), ("loras", "string"),
+    ("hires_scale", "float64"), ("hires_strength", "float64"), ("loras", "string"),
 ]
 TAIL_COLUMNS = [
     ("prompt_tokens", "int32"), ("image_path", "string"), ("image_sha256", "string"),

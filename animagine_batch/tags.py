@@ -189,6 +189,15 @@ def split_tags(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
+def field_text(value) -> str | None:
+    """A prompt-set field (`subject`, `character`, `series`) or a text cell read back from a
+    results table: its text, or None when it is missing. pandas reads a null string as None, NaN
+    or NA (all truthy or unorderable), so anything that is not a non-blank string is missing."""
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
 def _wrapped_in_emphasis(tag: str) -> bool:
     if len(tag) < 2 or (tag[0], tag[-1]) not in (("(", ")"), ("[", "]")):
         return False

@@ -47,6 +47,10 @@ def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
               f"{', '.join(EMBEDDED)} or null")
     if not isinstance(spec.allow_pickle, bool):
         c.add(f"{key}.allow_pickle", f"{spec.allow_pickle!r} is not true or false")
+    if spec.a1111_hash is not None and not re.fullmatch(r"[0-9a-f]{10}", str(spec.a1111_hash)):
+        c.add(f"{key}.a1111_hash", f"{spec.a1111_hash!r} is not an A1111 short hash: give the "
+              "first 10 lowercase hex digits of the checkpoint file's sha256 (quoted in YAML), "
+              "or null")
     seed = check_int(c, f"{key}.seed", spec.seed, 0)
     if seed is not None and seed >= SEED_LIMIT:
         c.add(f"{key}.seed", f"{seed} must be below 2^63")

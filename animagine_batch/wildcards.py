@@ -17,10 +17,18 @@ from pathlib import Path
 from .errors import ConfigError
 
 SYNTAX = re.compile(r"\{[^{}]*\}|__[\w./*?-]+__")  # variants, wildcards (and their globs)
+WILDCARD = re.compile(r"__([\w./*?-]+)__")
 FIELD_SEP = "\x1f"  # joins an entry's fields into one template; never in prompt text
 FIELDS = ("subject", "character", "series", "tags")
 COMBINATORIAL_LIMIT = 100_000
 FOLDER_LIMIT = 10_000  # files a wildcard folder may hold (dynamicprompts reads the whole tree)
+# Characters dynamicprompts gives a meaning that entries never use: `#`, `//` and `/* */` are
+# comments (`series: "#compass"` silently dropped the rest of the entry), `${` and `%{` start
+# variables and wrap commands, a lone `$` or a `{` that is never closed fail to parse. They are
+# swapped for private-use characters before expansion and back after; `$$` (the `{2$$a|b}`
+# count), closed `{...}` variants and the names of `__wildcards__` keep their meaning.
+LITERAL = {"#": "\uf8f0", "/": "\uf8f1", "%": "\uf8f2", "$": "\uf8f3", "{": "\uf8f4"}
+RESTORE = str.maketrans({v: k for k, v in LITERAL.items()})
 
 
 def has_syntax(text: str) -> bool:
@@ -35,6 +43,29 @@ def _template(raw) -> str:
         tags = ", ".join(str(t) for t in tags)
     return FIELD_SEP.join("" if raw.get(f) is None else str(raw.get(f)) for f in FIELDS[:3]) \
         + FIELD_SEP + str(tags)
+
+
+def protect(template: str) -> str:
+    """The template with the characters of LITERAL that are text, not syntax, swapped out."""
+    opened: list[int] = []
+    for i, ch in enumerate(template):
+        if ch == "{":
+            opened.append(i)
+        elif ch == "}" and opened:
+            opened.pop()
+    unclosed = set(opened)
+    out, last = [], 0
+    for m in list(WILDCARD.finditer(template)) + [None]:
+        end = m.start() if m else len(template)
+        for i in range(last, end):
+            ch = template[i]
+            lone_dollar = ch == "$" and "$" not in (template[i - 1:i], template[i + 1:i + 2])
+            text = ch in "#/%" or lone_dollar or (ch == "{" and i in unclosed)
+            out.append(LITERAL[ch] if text else ch)
+        if m:
+            out.append(m.group(0))
+            last = m.end()
+    return "".join(out)
 
 
 def _manager(spec):
@@ -151,6 +182,11 @@ def expand(raw_entries: list, spec, job_seed: int, where: str) -> list[tuple[int
                 and not has_syntax(str(raw["character"])):
             base = str(raw["character"])
         base = str(base or f"p{i:04d}")
+        if any(ch in template for ch in LITERAL.values()):
+            raise ConfigError([f"{where}: entry {i} holds a private-use character "
+                               f"({', '.join(f'U+{ord(c):04X}' for c in LITERAL.values())}) that "
+                               "wildcard expansion reserves; remove it"])
+        template = protect(template)  # checked as it expands: `#` is text, not a comment
         _check_wildcards(template, manager, spec, f"{where}: entry {i}")
         if spec.mode == "random":
             gen = RandomPromptGenerator(manager, seed=entry_seed(job_seed if spec.seed is None
@@ -159,7 +195,7 @@ def expand(raw_entries: list, spec, job_seed: int, where: str) -> list[tuple[int
         else:
             gen = CombinatorialPromptGenerator(manager)
             variants = gen.generate(template, max_prompts=spec.variants or COMBINATORIAL_LIMIT)
-        for n, text in enumerate(dict.fromkeys(variants)):
+        for n, text in enumerate(dict.fromkeys(v.translate(RESTORE) for v in variants)):
             fields = dict(zip(FIELDS, text.split(FIELD_SEP)))
             out.append((i, {"id": f"{base}~{n}", **{k: v for k, v in fields.items() if v.strip()}}))
     return out

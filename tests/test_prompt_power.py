@@ -60,6 +60,31 @@ def test_random_wildcards_are_seeded_by_the_job(wild):
     assert 1 <= len(keys) <= 5 and len(set(keys)) == len(keys)  # duplicates dropped
 
 
+def test_characters_dynamicprompts_reserves_are_text_in_entries(wild, tmp_path):
+    """`#` (a comment to dynamicprompts) dropped the rest of an entry; `//`, `/* */`, `%`, a lone
+    `$` and an unclosed `{` were comments or parse errors. In entries they are text."""
+    folder, _ = wild
+    ps = tmp_path / "special.yaml"
+    ps.write_text('- {id: voidoll, subject: 1girl, character: voidoll, series: "#compass",\n'
+                  '   tags: ["{smile|open mouth}", solo]}\n'
+                  '- {id: odd, subject: 1boy, tags: ["100% orange juice", "$5 bill", "a//b",\n'
+                  '   "/* not a comment */", ":{", "{2$$x|y}", "__colors/eyes__", "fate/zero"]}\n'
+                  '- "1girl, #hashtag, {red hair, blue eyes|short hair}"\n')
+    s = P.load_prompt_set(str(ps), [], WildcardSpec(folder=str(folder)), 0)
+    by_key = {e.key: e for e in s.entries}
+    assert [k for k in by_key if k.startswith("voidoll")] == ["voidoll~0", "voidoll~1"]
+    assert {e.series for k, e in by_key.items() if k.startswith("voidoll")} == {"#compass"}
+    assert {by_key["voidoll~0"].tags, by_key["voidoll~1"].tags} == {("smile", "solo"),
+                                                                     ("open mouth", "solo")}
+    odd = [e.tags for k, e in by_key.items() if k.startswith("odd")]
+    assert len(odd) == 2 and {t[5:7] for t in odd} == {("x", "y"), ("y", "x")}
+    assert all(t[:5] == ("100% orange juice", "$5 bill", "a//b", "/* not a comment */", ":{")
+               and t[7:] == ("green eyes", "fate/zero") for t in odd)
+    plain = [e.tags for k, e in by_key.items() if k.startswith("p0002")]
+    assert plain == [("1girl", "#hashtag", "red hair", "blue eyes"),
+                     ("1girl", "#hashtag", "short hair")]
+
+
 def test_missing_wildcards_are_named(wild, tmp_path):
     folder, ps = wild
     with pytest.raises(ConfigError, match=r"__hair__.*wildcards.folder is not set"):
@@ -156,7 +181,8 @@ def test_lora_scale_switches_adapters_without_reloading(tiny_generator, tasks, l
     assert 0 < d_half < d_one
     assert after.pngs == base.pngs  # adapters off again: the base model's bytes
     info = metadata.parse_infotext(Image.open(io.BytesIO(one.pngs[0])).text["parameters"])
-    assert info["Lora weights"] == "pytorch_lora_weights: 1"
+    assert info["Prompt"] == f"{t.prompt} <lora:pytorch_lora_weights:1>"  # webui's syntax
+    assert "Lora weights" not in info  # not a webui key
     raw = open(lora_path, "rb").read()  # webui's "addnet" hash: sha256 after the JSON header
     body = raw[8 + int.from_bytes(raw[:8], "little"):]
     assert info["Lora hashes"] == f"pytorch_lora_weights: {hashlib.sha256(body).hexdigest()[:12]}"

@@ -84,3 +84,23 @@ def test_missing_model_names_the_scorer(tmp_path):
     assert "scorer 'wd14'" in str(e.value) and "scorer.wd14.path=" in str(e.value)
     with pytest.raises(ConfigError, match="SmilingWolf/wd-vit-tagger-v3"):
         WD14Scorer("wd14", {"id": "SmilingWolf/wd-vit-tagger-v3"}, "cpu")
+
+
+def test_rows_read_back_by_pandas_with_no_character_or_series(scorer, monkeypatch):
+    """A rescore reads rows through pandas, which turns a null string into NaN (truthy)."""
+    import pyarrow as pa
+
+    p = np.zeros(len(scorer.tags), np.float32)
+    p[scorer.index["solo"]] = p[scorer.index["hatsune_miku"]] = 0.9
+    monkeypatch.setattr(scorer, "probabilities", lambda ims: np.stack([p, p]))
+    rows = pa.table({
+        "content_prompt": ["1boy, solo, smile", "1girl, hatsune miku, vocaloid, solo"],
+        "character": pa.array([None, "hatsune_miku"], pa.string()),
+        "series": pa.array([None, "vocaloid"], pa.string()),
+        "prompt": ["1boy, solo, smile", "1girl, hatsune miku, vocaloid, solo"],
+    }).to_pandas().to_dict("records")
+    assert not isinstance(rows[0]["character"], str)  # what pandas gives for a null
+    out = scorer([None, None], rows)
+    assert out["wd14_character_hit"] == [None, True]
+    # 1boy, solo, smile against 1girl, solo (character and series are not general tags)
+    assert out["wd14_tag_recall"] == [pytest.approx(1 / 3), pytest.approx(1 / 2)]

@@ -44,7 +44,7 @@ def test_png_carries_both_chunks_and_is_deterministic():
 def test_schema_types_and_unknown_columns(tmp_path):
     schema = store.results_schema({"quality": "string", "cfg": "float64", "hires": "float64"},
                                   {"aesthetic_score": "float32"}, {"package": "x"})
-    assert schema.field("steps").type == pa.int32() and schema.field("cfg").type == pa.float32()
+    assert schema.field("steps").type == pa.int32() and schema.field("cfg").type == pa.float64()
     assert schema.field("seed").type == pa.int64() and schema.field("hires").type == pa.float64()
     assert schema.names.count("cfg") == 1
     s = store.RunStore(tmp_path / "run", schema)
@@ -52,6 +52,28 @@ def test_schema_types_and_unknown_columns(tmp_path):
     with pytest.raises(ValueError, match="outside the results schema: \\['bogus'\\]"):
         s.write(UnitResult("u", [{"task_id": "a", "bogus": 1}], [None], 0.1))
     assert not list((tmp_path / "run" / "results").iterdir())
+
+
+def test_decimal_settings_read_back_as_written(tmp_path):
+    """cfg and the hi-res settings are float64: a query with the number the user wrote finds
+    them, and group labels print as written; a part written before (float32) still reads."""
+    run = tmp_path / "run"
+    old = store.results_schema({}, {}).set(
+        store.results_schema({}, {}).get_field_index("hires_strength"),
+        pa.field("hires_strength", pa.float32()))
+    s = store.RunStore(run, old)
+    s.open("job: {}\n")
+    s.write(UnitResult("u0", [_row("old", "ok", hires_strength=0.55)], [None], 0.1))
+    s.schema = store.results_schema({}, {})
+    s.write(UnitResult("u1", [_row("a", "ok", cfg=6.3, hires_scale=1.3, hires_strength=0.55),
+                              _row("b", "ok", cfg=4.1, hires_scale=1.3, hires_strength=0.35)],
+                       [None, None], 0.1))
+    df = load_run(run).set_index("task_id")
+    assert df.loc["a", "cfg"] == 6.3 and df.loc["a", "hires_scale"] == 1.3
+    assert list(df.query("hires_strength == 0.55").index) == ["a"]  # not the float32 one
+    assert df.loc["old", "hires_strength"] == pytest.approx(0.55, abs=1e-7)
+    labels = [str(v) for v in df.groupby("hires_strength").size().index]
+    assert labels == ["0.35", "0.55", "0.550000011920929"]  # the old part keeps its float32
 
 
 def _row(task_id, status, **kw):

@@ -77,3 +77,13 @@ def test_split_tags_respects_brackets():
 def test_an_unclosed_brace_is_text_not_a_variant():
     assert T.split_tags("1girl, :{, smile, outdoors") == ["1girl", ":{", "smile", "outdoors"]
     assert T.split_tags("a, {b, c|d}, e") == ["a", "{b, c|d}", "e"]
+
+
+def test_field_text_treats_what_pandas_reads_for_null_as_missing():
+    import pandas as pd
+
+    for missing in (None, float("nan"), pd.NA, "", "  ", 3):
+        assert T.field_text(missing) is None
+    assert T.field_text(" #compass ") == "#compass"
+    column = pd.Series(["vocaloid", None], dtype="str")  # a results column with a null
+    assert [T.field_text(v) for v in column] == ["vocaloid", None]

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .. import offline_scorers
-from ..tags import normalise_tag, split_tags, strip_emphasis
+from ..tags import field_text, normalise_tag, split_tags, strip_emphasis
 from . import base
 from .base import batches, load_error, require_cached
 
@@ -136,8 +136,9 @@ class WD14Scorer:
         return np.concatenate(out) if out else np.zeros((0, len(self.tags)), np.float32)
 
     def _prompt_general_tags(self, row: dict) -> list[str]:
-        skip = {danbooru(normalise_tag(v)) for v in (row.get("character"), row.get("series")) if v}
-        tags = [danbooru(t) for t in split_tags(row.get("content_prompt") or "")]
+        skip = {danbooru(normalise_tag(v)) for v in map(field_text, (row.get("character"),
+                                                                      row.get("series"))) if v}
+        tags = [danbooru(t) for t in split_tags(field_text(row.get("content_prompt")) or "")]
         return [t for t in dict.fromkeys(tags) if t not in skip]
 
     def __call__(self, images, rows) -> dict[str, list]:
@@ -149,14 +150,15 @@ class WD14Scorer:
             found = [t for t in known if p[self.index[t]] >= self.general_threshold]
             out["wd14_tag_recall"].append(len(found) / len(known) if known else None)
             out["wd14_tag_coverage"].append(len(known) / len(wanted) if wanted else None)
-            char = danbooru(normalise_tag(row["character"])) if row.get("character") else None
+            character = field_text(row.get("character"))
+            char = danbooru(normalise_tag(character)) if character else None
             hit = None
             if char and char in self.index:
                 hit = bool(p[self.index[char]] >= self.character_threshold)
             out["wd14_character_hit"].append(hit)
             rating = RATINGS[int(np.argmax(p[self.rating_idx]))] if len(self.rating_idx) == 4 else None
             out["wd14_rating"].append(rating)
-            asked = prompted_rating(row.get("prompt") or "")
+            asked = prompted_rating(field_text(row.get("prompt")) or "")
             out["wd14_rating_match"].append(None if asked is None or rating is None else rating == asked)
             over = [(p[i], t) for i, (t, c) in enumerate(zip(self.tags, self.categories))
                     if c != 9 and p[i] >= (self.character_threshold if c == 4 else self.general_threshold)]
