@@ -153,3 +153,14 @@ def inter_rater(votes: pd.DataFrame) -> dict:
         out["krippendorff_alpha"] = float(krippendorff.alpha(
             reliability_data=matrix, level_of_measurement="nominal"))
     return out
+
+
+def inter_rater_text(r: dict) -> str:
+    if r["shared_pairs"] < MIN_SHARED:
+        return (f"inter-rater agreement: {r['raters']} raters, {r['shared_pairs']} pairs rated "
+                f"by two or more; too few (at least {MIN_SHARED} needed)")
+    alpha = r["krippendorff_alpha"]
+    kappa = f"Krippendorff's alpha {alpha:.2f}" if alpha == alpha else \
+        "Krippendorff's alpha undefined (every answer the same)"
+    return (f"inter-rater agreement: {r['raters']} raters on {r['shared_pairs']} shared pairs: "
+            f"{r['percent_agreement']:.0%} of rater pairs gave the same answer; {kappa}")

@@ -134,7 +134,7 @@ def cmd_rate(args) -> int:
 
 
 def cmd_agreement(args) -> int:
-    from .agreement import agreement_table, inter_rater, rank_correlations
+    from .agreement import agreement_table, inter_rater, inter_rater_text, rank_correlations
     from .compare import axis_levels, directions, metric_columns
     from .ratings import read_votes
 
@@ -161,7 +161,7 @@ def cmd_agreement(args) -> int:
         print(rho.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     else:
         print("\nrank correlation: needs an axis with three or more rated levels")
-    print("\n" + inter_rater_line(inter_rater(votes)))
+    print("\n" + inter_rater_text(inter_rater(votes)))
     print("agreement: share of decisive votes where the metric scores the preferred image "
           "better (equal scores count half); interval: jackknife over prompts on the log-odds, "
           "Bonferroni-corrected across metrics; the test is against chance (0.5)")
@@ -170,19 +170,6 @@ def cmd_agreement(args) -> int:
     if args.out:
         args.write_table(table, args.out)
     return 0
-
-
-def inter_rater_line(r: dict) -> str:
-    from .agreement import MIN_SHARED
-
-    if r["shared_pairs"] < MIN_SHARED:
-        return (f"inter-rater agreement: {r['raters']} raters, {r['shared_pairs']} pairs rated "
-                f"by two or more; too few (at least {MIN_SHARED} needed)")
-    alpha = r["krippendorff_alpha"]
-    kappa = f"Krippendorff's alpha {alpha:.2f}" if alpha == alpha else \
-        "Krippendorff's alpha undefined (every answer the same)"
-    return (f"inter-rater agreement: {r['raters']} raters on {r['shared_pairs']} shared pairs: "
-            f"{r['percent_agreement']:.0%} of rater pairs gave the same answer; {kappa}")
 
 
 def add_parsers(sub, write_table) -> None:

@@ -173,7 +173,8 @@ def cmd_export(args) -> int:
 
     run = _run(args.run_dir)
     n = export(run, args.format, Path(args.out), args.where, args.min_aesthetic, args.dedupe,
-               args.dedupe_threshold, args.caption_source, args.overwrite)
+               args.dedupe_threshold, args.caption_source, args.overwrite, args.select,
+               args.reject)
     print(f"{n:,} images exported ({args.format}) -> {args.out}")
     return 0
 
@@ -231,6 +232,8 @@ def add_parsers(sub) -> None:
     e.add_argument("--caption-source", default="prompt", choices=["prompt", "wd14"],
                    help="general tags from the prompt, or from the WD tagger's tags")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty target")
+    e.add_argument("--select", help="a gallery selection.json: only its keep and starred images")
+    e.add_argument("--reject", help="a gallery selection.json: leave out its rejected images")
     e.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="static HTML report (RUN/report/index.html)")
