@@ -55,7 +55,7 @@ def _label(v) -> str:
 def _round(values: pd.Series) -> list:
     v = pd.to_numeric(values.astype("float64") if values.dtype == bool else values,
                       errors="coerce").to_numpy(float)
-    return [None if not np.isfinite(x) else float(f"{x:.4g}") for x in v]
+    return [None if not np.isfinite(x) else float(f"{x:.7g}") for x in v]  # float32 precision
 
 
 def _tag_lists(lists) -> dict:

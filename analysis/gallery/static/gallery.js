@@ -384,7 +384,10 @@
   function renderXY() {
     var fx = $("xy-x").value, fy = $("xy-y").value, box = $("xy");
     var held = Array.prototype.map.call(document.querySelectorAll("#xy-held select"), function (s) {
-      return [s.dataset.hold, +s.value];
+      var f = s.dataset.hold, present = new Set();
+      for (var p = 0; p < count; p++) present.add(codes[f][shown[p]]);
+      if (!present.has(+s.value) && present.size) s.value = String(Math.min.apply(null, Array.from(present)));
+      return [f, +s.value];  // held at a level that the filters let through
     });
     var cells = new Map(), xs = new Set(), ys = new Set();
     for (var pos = 0; pos < count; pos++) {
