@@ -72,22 +72,15 @@ def bench_thumbnails(root: Path, images: int) -> dict:
 def bench_page(index: str, budget: float = 60.0) -> dict:
     chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
         from selenium.webdriver.common.by import By
     except ImportError:
         return {"skipped": "selenium is not installed"}
     if not (chromium and driver_path):
         return {"skipped": "no chromium and chromedriver"}
-    os.environ["SE_OFFLINE"] = "true"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                 f"--user-data-dir={tempfile.mkdtemp(prefix='gallery-bench-')}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    sys.path.insert(0, str(REPO / "tests"))
+    from conftest import chromium_driver
+
+    driver = chromium_driver(Path(tempfile.mkdtemp(prefix="gallery-bench-")))
     data = lambda key: driver.execute_script(f"return document.body.dataset.{key}")  # noqa: E731
 
     def until(cond):

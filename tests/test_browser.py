@@ -3,7 +3,6 @@ chromium-driver through Selenium; nothing is downloaded). Screenshots go to
 .pytest_cache/artifacts/."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -14,7 +13,7 @@ import pytest
 from PIL import Image
 
 from analysis import load_run, ratings
-from conftest import REPO, run_cli
+from conftest import REPO, chromium_driver, run_cli
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -26,20 +25,8 @@ ARTIFACTS = REPO / ".pytest_cache" / "artifacts"
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_OFFLINE"] = "true"  # Selenium Manager must not look for downloads
     downloads = tmp_path_factory.mktemp("downloads")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1400,1000",
-                 f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
-        opts.add_argument(flag)
-    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
-                                           "download.prompt_for_download": False})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver = chromium_driver(tmp_path_factory.mktemp("profile"), downloads)
     driver.downloads = downloads
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     yield driver
