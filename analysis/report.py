@@ -24,11 +24,9 @@ from .compare import (_numeric, directions, interaction, job_axes, marginal_effe
 from .grid import make_grids
 from .load import load_run
 from .regress import gate_outcome, regress, summary
+from .report_sections import effects_section, human_section, human_tables
 
 TEMPLATES = Path(__file__).parent / "templates"
-EFFECT_COLUMNS = ["axis", "level", "reference", "metric", "n_pairs", "n_prompts", "mean_reference",
-                  "mean_level", "mean_diff", "ci_low", "ci_high", "ci_level", "win_rate", "p_adj",
-                  "verdict"]
 REGRESS_COLUMNS = ["scope", "level", "metric", "baseline_tasks", "matched", "unmatched",
                    "candidate_error", "candidate_nan", "candidate_missing", "n_pairs", "n_prompts",
                    "mean_baseline", "mean_candidate", "delta", "ci_low", "ci_high", "ci_level",
@@ -98,12 +96,14 @@ def _content(run_dir, df, ok, axes, dirs, metrics, work: Path) -> dict:
     ctx: dict = {"title": f"animagine-batch report: {df['job'].iloc[0] if len(df) else run_dir.name}",
                  "subtitle": str(run_dir), "summary": summary, "figures": [], "grids": [],
                  "interactions": [], "effects": ""}
-    effects = marginal_effects(df, metrics, dirs, axes, run_dir) if metrics else pd.DataFrame()
-    if not effects.empty:
-        ctx["effects"] = html_table(effects, EFFECT_COLUMNS)
-    numeric = _numeric_axes(ok, axes)
     figs = work / "figures"
     figs.mkdir()
+    effects = marginal_effects(df, metrics, dirs, axes, run_dir) if metrics else pd.DataFrame()
+    human = human_tables(run_dir, df)  # votes of people, when the run has some
+    ctx.update(effects_section(df, dirs, metrics, effects, human, figs))
+    if human is not None:
+        ctx.update(human_section(run_dir, df, dirs, metrics, human))
+    numeric = _numeric_axes(ok, axes)
     for a, b in itertools.combinations(numeric, 2):
         if metrics:
             table = interaction(df, a, b, metrics[0], axes)

@@ -13,6 +13,7 @@ numbers. Used by tests/test_stats_validity.py and benchmarks/stats_validity.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -181,3 +182,42 @@ def write_run(run_dir: Path | str, df: pd.DataFrame, axes: dict | None = None,
         pq.write_table(table.slice(lo, step), run / "results" / f"part-{i:06d}-sim.parquet")
     (run / "job.yaml").write_text(yaml.safe_dump({"job": {"sweep": {"grid": axes or {}}}}))
     return run
+
+
+def write_image_run(run_dir: Path | str, prompts: int, seeds: int, effects, size: int = 64,
+                    distinct_images: int | None = None, seed: int = 0) -> Path:
+    """A run directory with PNG images: `simulate.scores` as `aesthetic_score` over a `strategy`
+    axis, a noisy `clip_score`, and one PNG (with an A1111 `parameters` chunk) per row, or per
+    row of a pool of `distinct_images` shared by the rows (for very large synthetic runs)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    rng = np.random.default_rng(seed)
+    s = scores(rng, 1, prompts, seeds, effects)[0]
+    df = compare_frame(s).rename(columns={"score": "aesthetic_score"})
+    df["aesthetic_score"] = df["aesthetic_score"].astype("float32")
+    df["clip_score"] = (20 + 5 * rng.standard_normal(len(df))).astype("float32")
+    df["job"] = Path(run_dir).name
+    df["content_prompt"] = [f"1girl, character {p[1:]}, smile" for p in df["prompt_key"]]
+    df["prompt"] = df["strategy"] + ", " + df["content_prompt"]
+    df["width"] = df["height"] = size
+    images = Path(run_dir) / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    pool = len(df) if distinct_images is None else min(distinct_images, len(df))
+    paths, shas = [], []
+    for i in range(pool):
+        r = df.iloc[i]
+        pixels = rng.integers(0, 255, (size, size, 3), dtype=np.uint8) // 4 + \
+            np.uint8(int(191 * float(r["aesthetic_score"])))
+        info = PngInfo()
+        info.add_text("parameters", f"{r['prompt']}\nNegative prompt: \nSteps: 28, Sampler: "
+                                    f"Euler a, CFG scale: 7, Seed: {r['seed']}, Size: {size}x{size}")
+        path = images / f"{r['task_id']}.png"
+        Image.fromarray(pixels).save(path, pnginfo=info, compress_level=1)
+        paths.append(f"images/{path.name}")
+        shas.append(hashlib.sha256(path.read_bytes()).hexdigest())
+    df["image_path"] = [paths[i % pool] for i in range(len(df))]
+    df["image_sha256"] = [shas[i % pool] for i in range(len(df))]
+    levels = [f"s{k}" for k in range(len(effects))]
+    return write_run(run_dir, df, {"strategy": levels},
+                     {"aesthetic_score": True, "clip_score": True})

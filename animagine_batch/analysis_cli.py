@@ -64,6 +64,17 @@ def cmd_compare(args) -> int:
     df, axes, dirs = load_run(run), job_axes(run), directions(run)
     if df.empty:
         raise ResultsError(f"{run} has no result rows: run its job first")
+    human = None
+    if args.metric and "human" in args.metric:  # votes of people (analysis.human)
+        from analysis.review_cli import human_table
+
+        human = human_table(run, df, args.by, args.reference)
+        args.metric = [m for m in args.metric if m != "human"]
+        if not args.metric:
+            if args.out:
+                write_table(human, args.out)
+            return 0
+        print()
     metrics = args.metric or metric_columns(df, dirs)
     if not metrics:
         raise ResultsError(f"{run} has no score columns; name one with --metric")
@@ -90,7 +101,7 @@ def cmd_compare(args) -> int:
             plots.heatmap(inter, metrics[0], Path(args.heatmap))
             print(f"heatmap -> {args.heatmap}")
     if args.out:
-        write_table(table, args.out)
+        write_table(table if human is None else pd.concat([human, table]), args.out)
     return 0
 
 
@@ -166,7 +177,7 @@ def cmd_export(args) -> int:
     run = _run(args.run_dir)
     n = export(run, args.format, Path(args.out), args.where, args.min_aesthetic, args.dedupe,
                args.dedupe_threshold, args.caption_source, args.overwrite, args.kohya_layout,
-               args.shard_rows)
+               args.shard_rows, args.select, args.reject)
     layout = f", {args.kohya_layout} layout" if args.format == "kohya" else ""
     print(f"{n:,} images exported ({args.format}{layout}) -> {args.out}")
     return 0
@@ -181,7 +192,8 @@ def add_parsers(sub) -> None:
     c = sub.add_parser("compare", help="paired comparison of the levels of an axis (or all axes)")
     c.add_argument("run_dir")
     c.add_argument("--by", help="the axis to compare (default: every axis)")
-    c.add_argument("--metric", action="append", help="score column (repeatable; default: all)")
+    c.add_argument("--metric", action="append",
+                   help="score column, or `human` for the rating votes (repeatable; default: all)")
     c.add_argument("--reference", help="reference level (default: the axis's first level)")
     c.add_argument("--interaction", nargs=2, metavar=("A", "B"),
                    help="also print the mean of the first metric over the A x B grid")
@@ -229,6 +241,8 @@ def add_parsers(sub) -> None:
     e.add_argument("--shard-rows", type=int, default=SHARD_ROWS,
                    help=f"hf-parquet: images per Parquet shard (default {SHARD_ROWS})")
     e.add_argument("--overwrite", action="store_true", help="replace a non-empty target")
+    e.add_argument("--select", help="a gallery selection.json: only its keep and starred images")
+    e.add_argument("--reject", help="a gallery selection.json: leave out its rejected images")
     e.set_defaults(func=cmd_export)
 
     p = sub.add_parser("report", help="static HTML report (RUN/report/index.html)")
@@ -236,4 +250,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--baseline", help="a baseline run: adds the regression section")
     p.add_argument("--metric", action="append")
     p.set_defaults(func=cmd_report)
+
+    from analysis.review_cli import add_parsers as add_review_parsers
+
+    add_review_parsers(sub, write_table)  # gallery, rate, agreement
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from analysis import ResultsError, load_run
+from analysis import ResultsError, load_run, selection
 from analysis.diversity import EMBEDDING, embeddings
 from analysis.load import part_files
 
@@ -41,8 +41,15 @@ SHARD_ROWS = 1000  # images per shard of an hf-parquet export (--shard-rows)
 
 
 def select(df: pd.DataFrame, where: str | None, min_aesthetic: float | None, dedupe: bool,
-           threshold: float) -> pd.DataFrame:
+           threshold: float, picked: set[str] | None = None,
+           rejected: set[str] | None = None) -> pd.DataFrame:
+    """The exported rows: `ok` images, in `picked` (when given) and not in `rejected`, that
+    pass the filters."""
     rows = df[(df["status"] == "ok") & df["image_path"].notna()]
+    if picked is not None:
+        rows = rows[rows["task_id"].isin(picked)]
+    if rejected:
+        rows = rows[~rows["task_id"].isin(rejected)]
     if where:
         try:
             rows = rows.query(where, engine="python")
@@ -134,8 +141,10 @@ def _replace(tmp: Path, out: Path) -> None:
 def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
            min_aesthetic: float | None = None, dedupe: bool = False, threshold: float = 0.95,
            caption_source: str = "prompt", overwrite: bool = False,
-           kohya_layout: str = "finetune", shard_rows: int = SHARD_ROWS) -> int:
-    """Write the export; returns the number of images exported."""
+           kohya_layout: str = "finetune", shard_rows: int = SHARD_ROWS,
+           select_file: Path | None = None, reject_file: Path | None = None) -> int:
+    """Write the export; returns the number of images exported. `select_file`: export only the
+    images a gallery selection keeps or stars; `reject_file`: leave out those it rejects."""
     if fmt not in FORMATS:
         raise ResultsError(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
     if caption_source not in ("prompt", "wd14"):
@@ -149,7 +158,11 @@ def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
     df = load_run(run_dir)
     if caption_source == "wd14" and "wd14_tags" not in df.columns:
         raise ResultsError("--caption-source wd14: the run has no wd14_tags column")
-    rows = select(df, where, min_aesthetic, dedupe, threshold)
+    picked, rejected = _selections(df, select_file, reject_file)
+    rows = select(df, where, min_aesthetic, dedupe, threshold, picked, rejected)
+    if picked is not None:
+        print(f"{select_file}: {len(picked):,} kept or starred, {len(rows):,} of them pass the "
+              "filters")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -161,6 +174,17 @@ def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return len(rows)
+
+
+def _selections(df: pd.DataFrame, select_file, reject_file):
+    ids = set(df["task_id"])
+    picked = rejected = None
+    if select_file is not None:
+        s = selection.read(select_file, ids)
+        picked = set(s["keep"]) | set(s["starred"])
+    if reject_file is not None:
+        rejected = set(selection.read(reject_file, ids)["reject"])
+    return picked, rejected
 
 
 def write_kohya(run_dir: Path, rows: pd.DataFrame, folder: Path, source: str,

@@ -41,3 +41,26 @@ def test_gpu_throughput_quick_runs_both_paths_and_reports_json():
         assert run["images_per_s"] > 0 and run["vs_baseline"] > 0 and run["of_floor"] > 0
     assert result["accel"]["optimised"] and result["accel"]["fused_qkv"] and result["overlap"]
     assert result["floor_images_per_s"] == 2.06 and result["targets"]["met"] is None
+
+
+def test_gallery_scale_quick_runs_and_reports_json():
+    r = subprocess.run([sys.executable, "benchmarks/gallery_scale.py", "--quick"], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["build"]["rows"] == 10_000 and result["build"]["thumbnails"] == 500
+    assert result["thumbnails"]["made"] == result["thumbnails"]["images"] == 40
+    page = result["page"]
+    if "skipped" not in page:  # no chromium on this machine
+        assert page["shown_after_level"] == 8_000 and page["errors"] == 0
+        assert page["cells_in_dom"] < 200  # virtualised: only the rows in view
+
+
+def test_human_validity_benchmark_prints_one_json_line():
+    r = subprocess.run([sys.executable, "benchmarks/human_validity.py", "--reps", "40"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "human_validity" and len(result["human"]) == 7
+    assert set(result["worst"]) == {"human_coverage_95", "human_coverage_planted",
+                                    "human_false_verdicts", "agreement_coverage"}

@@ -1,0 +1,201 @@
+"""Subcommands for people looking at a run: gallery, rate, agreement, and the human rows of
+`compare --metric human` (no Hydra, no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .load import ResultsError, load_run
+
+HUMAN_SHOW = ["axis", "level", "reference", "n_votes", "n_ties", "n_prompts", "strength",
+              "ci_low", "ci_high", "ci_level", "prefer", "prefer_low", "prefer_high", "win_rate",
+              "p_adj", "verdict"]
+AGREEMENT_SHOW = ["metric", "n_votes", "n_prompts", "agreement", "ci_low", "ci_high",
+                  "ci_level", "p_adj", "verdict"]
+
+
+def _fmt(df: pd.DataFrame, columns: list[str]) -> str:
+    return df[[c for c in columns if c in df.columns]].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}")
+
+
+def _run(path: str) -> Path:
+    p = Path(path)
+    if not (p / "results").is_dir():
+        raise ResultsError(f"{p} is not a run directory (no results/ folder)")
+    return p
+
+
+def human_table(run: Path, df: pd.DataFrame, by: str | None, reference=None) -> pd.DataFrame:
+    """`compare --metric human`: the human-preference rows of one axis, printed with a footer."""
+    from .compare import axis_levels
+    from .human import compare_human
+    from .ratings import read_votes
+
+    if not by:
+        raise ResultsError("--metric human needs --by AXIS: votes compare the levels of one axis")
+    votes, torn = read_votes(run)
+    table = compare_human(df, votes, by, axis_levels(run, by), reference)
+    print(_fmt(table, HUMAN_SHOW))
+    print(human_footer(votes, by, torn))
+    return table
+
+
+def human_footer(votes: pd.DataFrame, by: str, torn: int = 0) -> str:
+    from .stats import MIN_PROMPTS
+
+    v = votes[votes["axis"] == by]
+    counts = v["choice"].value_counts()
+    lines = [f"human: {len(v):,} votes by {v['rater'].nunique()} raters on "
+             f"{v['prompt_key'].nunique()} prompts ({int(counts.get('tie', 0))} ties and "
+             f"{int(counts.get('skip', 0))} skips, which do not enter the strengths)",
+             "strength: Bradley-Terry log-odds that a rater prefers the level to the reference "
+             "(choix); prefer: that probability. Interval: jackknife over prompts with t on "
+             "prompts - 1 df (the vote-level interval where wider), Bonferroni-corrected across "
+             f"levels; fewer than {MIN_PROMPTS} prompts with votes: no verdict"]
+    if torn:
+        lines.append(f"{torn} torn last lines of vote files (a crash mid-write) were skipped")
+    return "\n".join(lines)
+
+
+def cmd_gallery(args) -> int:
+    from .gallery import build_gallery
+
+    run = _run(args.run_dir)
+    index, counts = build_gallery(run, args.out, args.thumb_size, args.workers)
+    print(f"{counts['images']:,} images, {counts['thumbnails']:,} thumbnails ({counts['made']:,} "
+          f"made, {counts['kept']:,} already there) -> {index}")
+    for error in counts["errors"][:5]:
+        print(f"unreadable image: {error}")
+    if len(counts["errors"]) > 5:
+        print(f"... and {len(counts['errors']) - 5} more unreadable images")
+    if args.serve:
+        from .gallery.serve import GalleryApp
+
+        ids = set(load_run(run)["task_id"])
+        _serve(GalleryApp(run, index.parent, ids), args.port, "gallery")
+    return 0
+
+
+def _serve(app, port: int, what: str) -> None:
+    from .webserver import make_server, serve_forever
+
+    if not 0 <= port <= 65535:
+        raise ResultsError(f"--port {port}: allowed: 0 (any free port) to 65535")
+    try:
+        server = make_server(app, port)
+    except OSError as e:
+        raise ResultsError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({e.strerror}); "
+                           "choose another port, or 0 for any free one") from None
+    serve_forever(server, what)
+
+
+def rate_levels(df: pd.DataFrame, run: Path, by: str, wanted: list[str] | None) -> list:
+    from .compare import axis_levels, job_axes
+
+    axes = job_axes(run)
+    if by not in df.columns or by == "prompt_key":
+        raise ResultsError(f"--by {by}: not an axis of this run; axes: {', '.join(axes)}")
+    ok = df[df["status"] == "ok"]
+    present = list(pd.unique(ok[by].dropna()))
+    order = [v for v in axis_levels(run, by) if v in present] + \
+        [v for v in present if v not in axis_levels(run, by)]
+    if wanted:
+        unknown = [w for w in wanted if w not in {str(v) for v in order}]
+        if unknown:
+            raise ResultsError(f"--levels {' '.join(unknown)}: not a level of {by} with finished "
+                               f"images; levels: {', '.join(map(str, order))}")
+        order = [v for v in order if str(v) in wanted]
+    if len(order) < 2:
+        raise ResultsError(f"--by {by}: rating needs two levels with finished images; found "
+                           f"{', '.join(map(str, order)) or 'none'}")
+    return order
+
+
+def cmd_rate(args) -> int:
+    from .compare import job_axes
+    from .rate_server import RatingApp
+
+    run = _run(args.run_dir)
+    df = load_run(run)
+    if df.empty:
+        raise ResultsError(f"{run} has no result rows: run its job first")
+    levels = rate_levels(df, run, args.by, args.levels)
+    app = RatingApp(run, df, args.by, levels, job_axes(run), args.active, args.seed)
+    print(f"rating {args.by}: {', '.join(map(str, levels))}; "
+          f"{len(app.scheduler.candidates):,} pairs; votes -> {run / 'ratings'}", flush=True)
+    try:
+        _serve(app, args.port, "rating page")
+    finally:
+        app.log.close()
+    return 0
+
+
+def cmd_agreement(args) -> int:
+    from .agreement import agreement_table, inter_rater, inter_rater_text, rank_correlations
+    from .compare import axis_levels, directions, metric_columns
+    from .ratings import read_votes
+
+    run = _run(args.run_dir)
+    df, dirs = load_run(run), directions(run)
+    votes, torn = read_votes(run)
+    if votes.empty:
+        raise ResultsError(f"{run} has no votes in ratings/; collect some with "
+                           "`animagine-batch rate RUN --by AXIS`")
+    metrics = args.metric or metric_columns(df, dirs)
+    unknown = [m for m in metrics if m not in df.columns]
+    if unknown:
+        raise ResultsError(f"--metric {', '.join(unknown)}: no such column in {run}; its "
+                           f"metrics: {', '.join(metric_columns(df, dirs)) or '(none)'}")
+    if not metrics:
+        raise ResultsError(f"{run} has no score columns to compare with the votes")
+    table = agreement_table(df, votes, metrics, dirs)
+    print(_fmt(table, AGREEMENT_SHOW))
+    levels = {a: axis_levels(run, a) for a in set(votes["axis"])}
+    rho = rank_correlations(df, votes, metrics, levels)
+    if len(rho):
+        print("\nrank correlation of each metric's level means with the human strengths "
+              "(Spearman, descriptive):")
+        print(rho.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    else:
+        print("\nrank correlation: needs an axis with three or more rated levels")
+    print("\n" + inter_rater_text(inter_rater(votes)))
+    print("agreement: share of decisive votes where the metric scores the preferred image "
+          "better (equal scores count half); interval: jackknife over prompts on the log-odds, "
+          "Bonferroni-corrected across metrics; the test is against chance (0.5)")
+    if torn:
+        print(f"{torn} torn last lines of vote files (a crash mid-write) were skipped")
+    if args.out:
+        args.write_table(table, args.out)
+    return 0
+
+
+def add_parsers(sub, write_table) -> None:
+    """The subcommands; `write_table(df, path)` writes a table given with --out."""
+    g = sub.add_parser("gallery", help="a browsable static gallery of a run (opens from disk)")
+    g.add_argument("run_dir")
+    g.add_argument("--out", help="folder of the gallery (default: RUN/gallery)")
+    g.add_argument("--thumb-size", type=int, default=256, help="thumbnail size in pixels")
+    g.add_argument("--workers", type=int, help="thumbnail processes (default: the CPUs)")
+    g.add_argument("--serve", action="store_true",
+                   help="then serve it on 127.0.0.1, saving selections to RUN/selection.json")
+    g.add_argument("--port", type=int, default=8766, help="with --serve (0: any free port)")
+    g.set_defaults(func=cmd_gallery)
+
+    r = sub.add_parser("rate", help="blind pairwise rating of an axis's levels on 127.0.0.1")
+    r.add_argument("run_dir")
+    r.add_argument("--by", required=True, help="the axis whose levels are compared")
+    r.add_argument("--levels", nargs="+", help="only these levels (default: all)")
+    r.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free port)")
+    r.add_argument("--active", action="store_true",
+                   help="favour pairs of levels whose order is still uncertain")
+    r.add_argument("--seed", type=int, help="seed of the pair choice (default: random)")
+    r.set_defaults(func=cmd_rate)
+
+    a = sub.add_parser("agreement", help="how well each metric agrees with the human votes")
+    a.add_argument("run_dir")
+    a.add_argument("--metric", action="append", help="score column (repeatable; default: all)")
+    a.add_argument("--out", help="write the table to .csv, .parquet or .md")
+    a.set_defaults(func=cmd_agreement, write_table=write_table)
