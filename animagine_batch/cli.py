@@ -207,13 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     from analysis import ResultsError
+    from analysis.load import show_warnings_plainly
 
+    show_warnings_plainly()
     try:
         return args.func(args)
     except (ConfigError, ResultsError) as e:
         text = e.render() if isinstance(e, ConfigError) else f"error: {e}"
         print(text, file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished units are saved; rerun the same command to resume",
               file=sys.stderr)
