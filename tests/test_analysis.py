@@ -94,7 +94,7 @@ def pa_table(df, schema):
 def test_regress_verdicts_and_exit_codes(demo_run, other_model_run, tmp_path):
     same = run_cli("regress", str(demo_run), str(demo_run), "--metric", "aesthetic_score")
     assert same.returncode == 0 and "verdict: no regression" in same.stdout
-    worse = tmp_path / "worse"
+    worse = tmp_path / "runs" / "worse"  # tables go outside the folder that holds the run
     shutil.copytree(demo_run, worse)
     _shift_scores(worse, -0.05)
     r = run_cli("regress", str(demo_run), str(worse), "--metric", "aesthetic_score")

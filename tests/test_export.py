@@ -79,7 +79,7 @@ def test_hf_parquet_loads_in_datasets_polars_and_duckdb(demo_run, tmp_path):
 
 
 def test_filters_and_exact_duplicates(demo_run, tmp_path):
-    run = tmp_path / "run"
+    run = tmp_path / "runs" / "run"  # exports go outside the folder that holds the run
     shutil.copytree(demo_run, run)
     part = sorted((run / "results").glob("part-*.parquet"))[0]
     t = pq.read_table(part).to_pandas()
@@ -116,11 +116,14 @@ def test_export_refuses_non_empty_target_and_is_idempotent(demo_run, tmp_path):
     (out / "keep.txt").write_text("mine")
     r = run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out))
     assert r.returncode == 2 and "is not empty; pass --overwrite" in r.stderr
+    r = run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out),
+                "--overwrite")  # --overwrite replaces only a previous export
+    assert r.returncode == 2 and "is not an export made by animagine-batch" in r.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    assert run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out),
-                   "--overwrite").returncode == 0
+    (out / "keep.txt").unlink()
+    assert run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out)
+                   ).returncode == 0
     first = (out / "data" / "train-00000-of-00001.parquet").read_bytes()
-    assert not (out / "keep.txt").exists()
     assert run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out),
                    "--overwrite").returncode == 0
     assert (out / "data" / "train-00000-of-00001.parquet").read_bytes() == first
@@ -133,15 +136,15 @@ def test_export_refuses_non_empty_target_and_is_idempotent(demo_run, tmp_path):
 
 def test_dataset_synthesis_job_on_the_tiny_model_exports(tmp_path):
     r = run_cli("run", "jobs/dataset_synthesis.yaml", "model=tiny", "runner=local",
-                f"output.root={tmp_path}", "sweep.grid.size=[64x64,64x96,96x64]",
+                f"output.root={tmp_path / 'runs'}", "sweep.grid.size=[64x64,64x96,96x64]",
                 "sweep.sample=12", "generation.steps=2",
                 "scorers=[tiny_aesthetic,tiny_clip,tiny_wd14]")
     assert r.returncode == 0, r.stderr
-    df = load_run(tmp_path / "dataset_synthesis")
+    run = tmp_path / "runs" / "dataset_synthesis"
+    df = load_run(run)
     assert len(df) == 12 and (df.status == "ok").all() and df.tags.nunique() > 1
-    out = tmp_path / "export"
-    r = run_cli("export", str(tmp_path / "dataset_synthesis"), "--format", "kohya", "--out",
-                str(out))
+    out = tmp_path / "export"  # outside the output root
+    r = run_cli("export", str(run), "--format", "kohya", "--out", str(out))
     assert r.returncode == 0, r.stderr
     meta = json.loads((out / "metadata.json").read_text())
     assert len(meta) == 12
