@@ -151,7 +151,7 @@ def cmd_run(args) -> int:
     if args.dry_run:
         driver.dry_run(plan)
         return 0
-    driver.run(plan, raw)
+    driver.run(plan, raw, verify=args.verify, extend=args.extend)
     return 0
 
 
@@ -185,6 +185,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. generation.cfg=6 sweep.seeds=2")
     r.add_argument("--dry-run", action="store_true",
                    help="print task and unit counts, axis levels and the first prompts; write nothing")
+    r.add_argument("--verify", action="store_true",
+                   help="re-check finished images against their image_sha256 (and set unreadable "
+                        "results parts aside) and generate what fails again")
+    r.add_argument("--extend", action="store_true",
+                   help="add this job's tasks to a run directory that holds another "
+                        "configuration of the job (see README: Data safety)")
     r.set_defaults(func=cmd_run)
     sc = sub.add_parser("score", help="re-score a run's images (writes scores/<scorer>/)")
     sc.add_argument("run_dir")
