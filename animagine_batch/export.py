@@ -137,13 +137,13 @@ def _target(out: Path, overwrite: bool) -> None:
 
 def _replace(tmp: Path, out: Path) -> None:
     old = None
-    if out.exists():
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
         if not (out / MARKER).is_file():  # checked again: it may have changed since _target
             raise ResultsError(f"--out {out} changed during the export and is no longer a "
                                "previous export; the new export was not moved into place")
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
-    os.replace(tmp, out)
+    os.replace(tmp, out)  # rename(2) also replaces an empty folder
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
