@@ -11,8 +11,6 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from . import __version__, models, offline, rerun
 from . import prompts as P
 from . import store as S

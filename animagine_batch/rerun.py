@@ -5,8 +5,9 @@
   hold both. Use a new `name`.
 - The experiment: everything but the sweep's levels and seeds, the runner, the output settings,
   `max_tasks` and the batch sizes (model identity, prompt set and its contents, prompt,
-  generation, hi-res, LoRA and wildcard settings, scorers and their options, the set of axes). A change is refused
-  unless the run is explicitly extended (`run --extend`); a new `name` starts a new run.
+  generation, hi-res, LoRA and wildcard settings, scorers and their options, the set of axes).
+  A change is refused unless the run is explicitly extended (`run --extend`); a new `name`
+  starts a new run.
 - The sweep's levels, seeds and sample may change freely: the new tasks are added, finished ones
   are kept (the documented resume-with-a-changed-sweep behaviour).
 
