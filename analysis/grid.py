@@ -3,21 +3,26 @@
 Columns are the levels of `x`, rows the levels of `y` (the seeds when no `y` is given), one file
 per level of `z`. Every other factor is held at one value (its first level, unless `where` pins
 it), so the cells differ only in what the axes say. Images are read one at a time: memory is
-bounded by one grid.
+bounded by one grid. An image that is missing, damaged or outside the run leaves its cell empty
+with a warning naming it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from .compare import BASE_FACTORS, DERIVED
-from .load import ResultsError
+from .images import ImageProblem, open_image
+from .load import ResultsError, warn
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
+NAME_LIMIT = 120  # characters of a grid's file name (file systems allow 255 bytes)
 
 
 def _font(size: int):
@@ -85,12 +90,28 @@ def render(run_dir: Path, rows: pd.DataFrame, x: str, y: str | None, title: str,
             match = rows[(rows[x] == xv) & ((rows[y] == yv) if y else True)]
             if match.empty:
                 continue
-            with Image.open(Path(run_dir) / match["image_path"].iloc[0]) as im:
-                thumb = fit(im.convert("RGB"), cell)
-                ox = label_w + i * cell + (cell - thumb.width) // 2
-                oy = title_h + head_h + j * cell + (cell - thumb.height) // 2
-                grid.paste(thumb, (ox, oy))
+            first = match.iloc[0]
+            try:
+                image = open_image(run_dir, first["image_path"], first.get("image_sha256"))
+            except ImageProblem as e:
+                warn(f"grid: cell {x}={xv}" + (f", {y}={yv}" if y else "") + f" left empty: {e}")
+                continue
+            thumb = fit(image, cell)
+            ox = label_w + i * cell + (cell - thumb.width) // 2
+            oy = title_h + head_h + j * cell + (cell - thumb.height) // 2
+            grid.paste(thumb, (ox, oy))
     return grid
+
+
+def file_name(*parts: str, hashed: bool = False) -> str:
+    """A safe file name from axis names and levels: characters other than letters, digits and
+    `.=+-` become `_`; a long name (or, with `hashed`, any) is cut and ends in a hash of the
+    whole, which tells apart levels that read the same once made safe."""
+    name = "_".join(p for p in parts if p)
+    safe = re.sub(r"[^\w.=+-]+", "_", name).strip("._") or "grid"
+    if hashed or len(safe) > NAME_LIMIT:
+        safe = safe[:NAME_LIMIT - 17] + "-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return safe + ".png"
 
 
 def make_grids(run_dir: Path | str, df: pd.DataFrame, axes: list[str], x: str,
@@ -98,11 +119,16 @@ def make_grids(run_dir: Path | str, df: pd.DataFrame, axes: list[str], x: str,
                out_dir: Path | str | None = None, cell: int = 256) -> list[Path]:
     """Write one grid PNG per level of `z`; returns their paths."""
     run_dir = Path(run_dir)
+    if isinstance(cell, bool) or not isinstance(cell, int) or cell < 1:
+        raise ResultsError(f"--cell {cell!r}: a cell is a positive whole number of pixels")
     if y is None and x != "seed" and z != "seed":
         y = "seed"
     rows, fixed = select(df, axes, x, y, z, where)
     out_dir = Path(out_dir) if out_dir else run_dir / "grids"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ResultsError(f"--out {out_dir}: cannot create the folder ({e.strerror})") from None
     held = ", ".join(f"{k}={v}" for k, v in fixed.items() if k != "prompt_key")
     subject = f"{fixed['prompt_key']}" if "prompt_key" in fixed else ""
     paths = []
@@ -110,13 +136,18 @@ def make_grids(run_dir: Path | str, df: pd.DataFrame, axes: list[str], x: str,
         sub = rows if z is None else rows[rows[z] == zv]
         title = " | ".join(t for t in (subject, f"{z}: {zv}" if z else "", held) if t)
         name = "grid_" + "_".join(a for a in (x, y) if a)
-        if z:
-            name += f"_{z}-{str(zv).replace('/', '-').replace(' ', '_')}"
-        path = out_dir / f"{name}.png"
+        path = out_dir / file_name(name, f"{z}-{zv}" if z else "")
+        if path in paths:
+            path = out_dir / file_name(name, f"{z}-{zv}", hashed=True)
         image = render(run_dir, sub, x, y, title, cell)
         tmp = path.with_name(f".tmp-{path.name}")
-        image.save(tmp, format="PNG")
-        tmp.replace(path)
+        try:
+            image.save(tmp, format="PNG")
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise ResultsError(f"--out {out_dir}: cannot write {path.name} ({e.strerror or e})"
+                               ) from None
         image.close()
         paths.append(path)
     return paths

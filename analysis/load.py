@@ -1,7 +1,13 @@
-"""Read a run directory's result parts into one table (one row per task)."""
+"""Read a run directory's result parts into one table (one row per task).
+
+A run directory is shared data: a part that is not ours (no `task_id`/`status`), a part whose
+columns cannot be merged with the others, and rows without a task id are reported as warnings
+(`RunWarning`) and left out; a part that cannot be read at all stops the reader with its name.
+"""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -10,12 +16,33 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 DONE_STATUSES = ("ok", "nan")  # an `error` row is retried when the job is rerun
+RESULT_KEYS = ("task_id", "status")
 
 
 class ResultsError(Exception):
     """A run directory or results file that cannot be read."""
 
     exit_code = 2
+
+
+class RunWarning(UserWarning):
+    """Something in a run directory that readers leave out and go on without."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, RunWarning, stacklevel=2)
+
+
+def show_warnings_plainly() -> None:
+    """Print `RunWarning`s as `warning: ...` lines (the command line's style), others as usual."""
+    original = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        if issubclass(category, RunWarning):
+            return f"warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
 
 
 def part_files(folder: Path | str) -> list[Path]:
@@ -25,6 +52,46 @@ def part_files(folder: Path | str) -> list[Path]:
     return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
+def _unreadable(path: Path, e: Exception) -> ResultsError:
+    return ResultsError(f"results file {path} is corrupt or unreadable ({e}); move it out of "
+                        "the run directory, or rerun the job with --verify, which sets it aside "
+                        "in damaged/ and regenerates its tasks")
+
+
+def _schema(path: Path) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise _unreadable(path, e) from None
+
+
+def usable_parts(folder: Path | str, required: tuple[str, ...] = ("task_id",)) -> list[Path]:
+    """The parts whose rows can be merged, in write order. A part without the `required` columns
+    (a file that is not ours) or with a column whose type cannot be merged with the earlier
+    parts' is reported and left out; an unreadable part raises `ResultsError`."""
+    folder = Path(folder)
+    for stray in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        if not stray.name.startswith("part-"):
+            warn(f"{stray} is not a results part (parts are named part-*.parquet); ignored")
+    kept, merged = [], None
+    for path in part_files(folder):
+        schema = _schema(path)
+        missing = [c for c in required if c not in schema.names]
+        if missing:
+            warn(f"{path} has no {', '.join(missing)} column: it is not a part of this run; "
+                 "skipped (move it out of the run directory)")
+            continue
+        try:
+            merged = schema if merged is None else pa.unify_schemas(
+                [merged, schema], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+            warn(f"{path} cannot be merged with the run's earlier parts ({e}); skipped: its rows "
+                 "are left out of the table (move it into a run directory of its own)")
+            continue
+        kept.append(path)
+    return kept
+
+
 def _read(path: Path, columns: list[str] | None) -> pa.Table:
     try:
         if columns is None:
@@ -32,16 +99,20 @@ def _read(path: Path, columns: list[str] | None) -> pa.Table:
         names = pq.read_schema(path).names
         return pq.read_table(path, columns=[c for c in columns if c in names])
     except (pa.ArrowInvalid, OSError) as e:
-        raise ResultsError(f"results file {path} is corrupt or unreadable ({e}); move it out of "
-                           "the run directory and rerun the job to regenerate its tasks") from None
+        raise _unreadable(path, e) from None
 
 
-def read_parts(folder: Path | str, columns: list[str] | None = None) -> pa.Table:
-    """All parts of a folder concatenated (schemas unified: parts from different sweeps may
-    differ), with a `_part` column giving each row's part number."""
+def read_parts(folder: Path | str, columns: list[str] | None = None,
+               required: tuple[str, ...] = ("task_id",)) -> pa.Table:
+    """All usable parts of a folder concatenated (schemas unified: parts from different sweeps
+    may differ), with a `_part` column giving each row's part number. Rows without a task id are
+    reported and dropped."""
     tables = []
-    for i, path in enumerate(part_files(folder)):
+    for i, path in enumerate(usable_parts(folder, required)):
         t = _read(path, columns)
+        if "task_id" in t.column_names and t["task_id"].null_count:
+            warn(f"{path}: {t['task_id'].null_count} row(s) without a task_id; left out")
+            t = t.filter(pc.is_valid(t["task_id"]))
         tables.append(t.append_column("_part", pa.array([i] * t.num_rows, pa.int32())))
     if not tables:
         return pa.table({"task_id": pa.array([], pa.string()), "status": pa.array([], pa.string()),
@@ -51,7 +122,7 @@ def read_parts(folder: Path | str, columns: list[str] | None = None) -> pa.Table
 
 def done_ids(run_dir: Path | str) -> set[str]:
     """Task ids that finished (status ok or nan) in any part."""
-    t = read_parts(Path(run_dir) / "results", ["task_id", "status"])
+    t = read_parts(Path(run_dir) / "results", list(RESULT_KEYS), RESULT_KEYS)
     if t.num_rows == 0:
         return set()
     mask = pc.is_in(t["status"], value_set=pa.array(DONE_STATUSES))
@@ -64,7 +135,7 @@ def load_run(run_dir: Path | str) -> pd.DataFrame:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run directory {run_dir} does not exist")
-    df = read_parts(run_dir / "results").to_pandas()
+    df = read_parts(run_dir / "results", required=RESULT_KEYS).to_pandas()
     if df.empty:
         return df.drop(columns=["_part"])
     df["_done"] = df["status"].isin(DONE_STATUSES)

@@ -2,7 +2,8 @@
 against a baseline run, the regression table and the worst regressions side by side.
 
 The report folder is written next to the results (`<run>/report/index.html`), built in a
-temporary folder and renamed into place; it opens from disk without a server.
+temporary folder and renamed into place; it opens from disk without a server. Images are linked
+only when they resolve inside their run and match their hash; others are named in a warning.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from . import plots
 from .compare import (_numeric, directions, interaction, job_axes, marginal_effects,
                       metric_columns)
 from .grid import make_grids
-from .load import load_run
+from .images import check_image, image_file
+from .load import ResultsError, load_run, warn
 from .regress import gate_outcome, regress, summary
 from .report_sections import effects_section, human_section, human_tables
 
@@ -64,7 +66,10 @@ def build_report(run_dir: Path | str, baseline: Path | str | None = None,
     metrics = metrics or metric_columns(df, dirs)
     ok = df[df["status"] == "ok"]
     target = run_dir / "report"
-    work = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:
+        work = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    except OSError as e:
+        raise ResultsError(f"report: cannot write in {run_dir} ({e.strerror})") from None
     try:
         ctx = _content(run_dir, df, ok, axes, dirs, metrics, work)
         if baseline is not None:
@@ -73,12 +78,27 @@ def build_report(run_dir: Path | str, baseline: Path | str | None = None,
                                  autoescape=jinja2.select_autoescape(["html", "j2"]))
         html = env.get_template("report.html.j2").render(**ctx)
         (work / "index.html").write_text(html, encoding="utf-8")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(work, target)
+        _replace(work, target)
+    except OSError as e:
+        raise ResultsError(f"report: cannot write {target} ({e.strerror or e}); the previous "
+                           "report is unchanged") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target / "index.html"
+
+
+def _replace(work: Path, target: Path) -> None:
+    """Move the new report into place; a previous one is removed only after, and a link named
+    `report` is replaced as a link (what it points at is left alone)."""
+    if target.is_symlink() or target.is_file():
+        target.unlink()
+    old = None
+    if target.exists():
+        old = target.with_name(f".report-old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(work, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _content(run_dir, df, ok, axes, dirs, metrics, work: Path) -> dict:
@@ -147,9 +167,15 @@ def _baseline(baseline: Path, df, axes, dirs, metrics, work: Path, worst: int) -
     pairs = pairs.assign(_d=sign * (_numeric(pairs[f"{m}_c"]) - _numeric(pairs[f"{m}_b"])))
     report_dir = work.parent / "report"
     for _, r in pairs.nsmallest(worst, "_d").iterrows():
+        problem = (check_image(baseline, r["image_path_b"], r.get("image_sha256_b"))
+                   or check_image(work.parent, r["image_path_c"], r.get("image_sha256_c")))
+        if problem:
+            warn(f"report: a pair of the largest drops is left out: {problem}")
+            continue
         out["worst"].append({
-            "base": os.path.relpath(baseline / r["image_path_b"], report_dir),
-            "cand": os.path.relpath(work.parent / r["image_path_c"], report_dir),
+            "base": os.path.relpath(image_file(baseline, r["image_path_b"]), report_dir.resolve()),
+            "cand": os.path.relpath(image_file(work.parent, r["image_path_c"]),
+                                    report_dir.resolve()),
             "caption": f"{r.get('prompt_key_b', '')} seed {r['seed']}: {m} "
                        f"{_numeric(pd.Series([r[f'{m}_b']]))[0]:.3g} -> "
                        f"{_numeric(pd.Series([r[f'{m}_c']]))[0]:.3g}"})

@@ -3,11 +3,13 @@ torch)."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pandas as pd
 
 from analysis import ResultsError, load_run
+from analysis.outputs import check_file_output, check_output, write_atomically
 
 from .export import SHARD_ROWS
 from .kohya import LAYOUTS
@@ -25,18 +27,29 @@ def _run(path: str) -> Path:
     return p
 
 
-def write_table(df: pd.DataFrame, out: str) -> None:
-    """CSV, Parquet or Markdown by the file's suffix."""
-    path = Path(out)
-    if path.suffix == ".csv":
-        df.to_csv(path, index=False)
-    elif path.suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    elif path.suffix in (".md", ".markdown"):
-        path.write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
-    else:
-        raise ResultsError(f"--out {out}: use a .csv, .parquet or .md file")
-    print(f"{len(df):,} rows -> {path}")
+TABLE_SUFFIXES = (".csv", ".parquet", ".md", ".markdown")
+
+
+def table_out(out: str | None, flag: str = "--out", suffixes=TABLE_SUFFIXES) -> None:
+    """Check an output file before any work: known suffix, existing folder, not onto a run."""
+    if out is not None:
+        check_file_output(out, flag, suffixes)
+
+
+def write_table(df: pd.DataFrame, out: str, suffixes=TABLE_SUFFIXES) -> None:
+    """CSV, Parquet or Markdown by the file's suffix, written atomically."""
+    path = check_file_output(out, "--out", suffixes)
+
+    def write(tmp: Path) -> None:
+        if path.suffix == ".csv":
+            df.to_csv(tmp, index=False)
+        elif path.suffix == ".parquet":
+            df.to_parquet(tmp, index=False)
+        else:
+            tmp.write_text(df.to_markdown(index=False, floatfmt=".4g") + "\n")
+
+    write_atomically(path, "--out", write)
+    print(f"{len(df):,} rows -> {out}")
 
 
 def show(df: pd.DataFrame, columns: list[str]) -> str:
@@ -45,14 +58,13 @@ def show(df: pd.DataFrame, columns: list[str]) -> str:
 
 
 def cmd_table(args) -> int:
-    df = load_run(args.run_dir)
-    out = Path(args.out)
-    if out.suffix == ".csv":
-        df.drop(columns=[c for c in df.columns if df[c].dtype == object and len(df)
-                         and isinstance(df[c].iloc[0], bytes)]).to_csv(out, index=False)
-    else:
-        df.to_parquet(out, index=False)
-    print(f"{len(df):,} rows -> {out}")
+    suffixes = (".parquet", ".csv")
+    table_out(args.out, suffixes=suffixes)
+    df = load_run(_run(args.run_dir))
+    if Path(args.out).suffix == ".csv":  # binary columns (embeddings) have no CSV form
+        df = df.drop(columns=[c for c in df.columns if df[c].dtype == object and len(df)
+                              and isinstance(df[c].iloc[0], bytes)])
+    write_table(df, args.out, suffixes)
     return 0
 
 
@@ -61,6 +73,8 @@ def cmd_compare(args) -> int:
                                   marginal_effects, metric_columns)
 
     run = _run(args.run_dir)
+    table_out(args.out)
+    table_out(args.heatmap, "--heatmap", (".png",))
     df, axes, dirs = load_run(run), job_axes(run), directions(run)
     if df.empty:
         raise ResultsError(f"{run} has no result rows: run its job first")
@@ -122,6 +136,7 @@ def cmd_regress(args) -> int:
     from analysis.regress import gate_outcome, regress, summary
 
     base, cand = _run(args.baseline), _run(args.candidate)
+    table_out(args.out)
     bdf, cdf = load_run(base), load_run(cand)
     for df, run, what in ((bdf, base, "baseline"), (cdf, cand, "candidate")):
         if df.empty:
@@ -155,8 +170,11 @@ def cmd_grid(args) -> int:
     from analysis.grid import make_grids
 
     run = _run(args.run_dir)
+    out = check_output(args.out or run / "grids", "--out", allowed=run / "grids")
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"--out {args.out}: is a file; grids are written into a folder")
     paths = make_grids(run, load_run(run), job_axes(run), args.x, args.y, args.z, args.where,
-                       args.out, args.cell)
+                       out, args.cell)
     for p in paths:
         print(p)
     return 0
@@ -175,12 +193,28 @@ def cmd_export(args) -> int:
     from .export import export
 
     run = _run(args.run_dir)
-    n = export(run, args.format, Path(args.out), args.where, args.min_aesthetic, args.dedupe,
-               args.dedupe_threshold, args.caption_source, args.overwrite, args.kohya_layout,
-               args.shard_rows, args.select, args.reject)
+    n, damaged = export(run, args.format, Path(args.out), args.where, args.min_aesthetic,
+                        args.dedupe, args.dedupe_threshold, args.caption_source, args.overwrite,
+                        args.kohya_layout, args.shard_rows, args.select, args.reject)
     layout = f", {args.kohya_layout} layout" if args.format == "kohya" else ""
-    print(f"{n:,} images exported ({args.format}{layout}) -> {args.out}")
+    print(f"{n:,} images exported ({args.format}{layout}) -> {args.out}"
+          + (f"; {len(damaged):,} damaged image(s) left out" if damaged else ""))
     return 0
+
+
+CELL_RANGE = (16, 2048)
+
+
+def cell_size(text: str) -> int:
+    """argparse type of `grid --cell`: whole pixels in CELL_RANGE."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not CELL_RANGE[0] <= value <= CELL_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: a cell is a whole number of pixels from "
+                                         f"{CELL_RANGE[0]} to {CELL_RANGE[1]}")
+    return value
 
 
 def add_parsers(sub) -> None:
@@ -220,7 +254,8 @@ def add_parsers(sub) -> None:
     g.add_argument("--z")
     g.add_argument("--where", help="pandas query over the results table, e.g. \"prompt_key == 'miku'\"")
     g.add_argument("--out", help="folder for the grid PNGs (default: RUN/grids)")
-    g.add_argument("--cell", type=int, default=256, help="cell size in pixels")
+    g.add_argument("--cell", type=cell_size, default=256,
+                   help=f"cell size in pixels ({CELL_RANGE[0]}-{CELL_RANGE[1]})")
     g.set_defaults(func=cmd_grid)
 
     e = sub.add_parser("export", help="filtered, captioned dataset export (kohya or hf-parquet)")

@@ -165,7 +165,7 @@ def cmd_run(args) -> int:
         driver.dry_run(plan)
         return 0
     check_run_dir(spec.run_dir)
-    driver.run(plan, raw)
+    driver.run(plan, raw, verify=args.verify, extend=args.extend)
     return 0
 
 
@@ -203,6 +203,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. generation.cfg=6 sweep.seeds=2")
     r.add_argument("--dry-run", action="store_true",
                    help="print task and unit counts, axis levels and the first prompts; write nothing")
+    r.add_argument("--verify", action="store_true",
+                   help="re-check finished images against their image_sha256 (and set unreadable "
+                        "results parts aside) and generate what fails again")
+    r.add_argument("--extend", action="store_true",
+                   help="add this job's tasks to a run directory that holds another "
+                        "configuration of the job (see README: Data safety)")
     r.set_defaults(func=cmd_run)
     sc = sub.add_parser("score", help="re-score a run's images (writes scores/<scorer>/)")
     sc.add_argument("run_dir")
@@ -225,13 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     from analysis import ResultsError
+    from analysis.load import show_warnings_plainly
 
+    show_warnings_plainly()
     try:
         return args.func(args)
     except (ConfigError, ResultsError) as e:
         text = e.render() if isinstance(e, ConfigError) else f"error: {e}"
         print(text, file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: finished units are saved; rerun the same command to resume",
               file=sys.stderr)

@@ -11,16 +11,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from . import __version__, models, offline
+from . import __version__, models, offline, rerun
 from . import prompts as P
 from . import store as S
 from . import sweep
 from .config import JobSpec, count_tasks, is_off
 from .generate import token_count
+from .runlock import RunLock
 from .runners import WorkerContext, make_runner
 from .scorers import registry
+from .verify import verify as verify_run
 
 TOKEN_LIMIT = 75  # each CLIP encoder sees 77 positions: start, 75 tokens, end
 
@@ -154,29 +154,43 @@ def _summary(spec: JobSpec, out, seconds: float, generated: int, scores: list[st
         print(f"mean scores by {axis}:\n{means.to_string()}", file=out)
 
 
-def run(plan: Plan, raw: dict, out=None) -> int:
+def run(plan: Plan, raw: dict, out=None, verify: bool = False, extend: bool = False) -> int:
     """Run (or resume) the job. Returns the number of images generated in this invocation.
 
-    The run directory is opened when the first unit's result arrives, so a model or scorer that
-    fails to load (locally or in a Ray worker) leaves no output behind.
+    The run directory is locked for this process (a second `run` into it is refused). A rerun
+    that would change column types or the experiment is refused unless `extend` (rerun.py);
+    `verify` re-checks finished images against their hashes and generates the damaged again.
+    Nothing but the lock is written before the first unit's result arrives, so a model or
+    scorer that fails to load (locally or in a Ray worker) leaves no output behind.
     """
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
-    from tqdm import tqdm
-
     spec = plan.spec
     for w in long_prompt_warnings(plan.tasks):
         print(f"warning: {w}", file=out)
     S.check_writable(Path(spec.output.root))
-    done = S.done_ids(spec.run_dir) if spec.run_dir.exists() else set()
+    with RunLock(spec.run_dir):
+        return _run_locked(plan, raw, out, verify, extend)
+
+
+def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
+    from tqdm import tqdm
+
+    spec = plan.spec
+    has_results = (spec.run_dir / "results").is_dir()
+    redo = verify_run(spec.run_dir, out) if verify and has_results else set()
+    done = (S.done_ids(spec.run_dir) if has_results else set()) - redo
     pending = [t for t in plan.tasks if t.task_id not in done]
     n_done = len(plan.tasks) - len(pending)
+    prov = {**provenance(spec, raw, plan.identities),
+            "prompt_set": rerun.prompt_set_digest(plan.prompt_set)}
+    scorer_columns = {k: v for sc in spec.scorers for k, v in registry.columns(sc).items()}
+    schema = S.results_schema(axis_types(spec), scorer_columns, prov)
+    before = rerun.check(spec.run_dir, raw, prov, schema, extend)
     if not pending:
         print(f"job {spec.name}: {n_done:,} done, 0 to do; run directory {spec.run_dir}", file=out)
         return 0
     units = sweep.units(pending, spec.generation.batch_size)
-    prov = provenance(spec, raw, plan.identities)
-    scorer_columns = {k: v for sc in spec.scorers for k, v in registry.columns(sc).items()}
-    store = S.RunStore(spec.run_dir, S.results_schema(axis_types(spec), scorer_columns, prov))
+    store = S.RunStore(spec.run_dir, schema)
     ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
                         runner=spec.runner, png_compress_level=spec.output.png_compress_level,
                         scorers=spec.scorers, images=dict(Counter(t.model for t in pending)))
@@ -192,8 +206,7 @@ def run(plan: Plan, raw: dict, out=None) -> int:
                   desc=spec.name, file=sys.stderr) as bar:
             for result in runner.run(units):
                 if not busy:
-                    store.open(yaml.safe_dump({"job": raw, "provenance": prov},
-                                              sort_keys=False, allow_unicode=True))
+                    store.open(rerun.job_yaml(raw, prov, before))
                 setup = (result.worker, result.extra.get("setup"))
                 if setup[1] and setup not in reported:  # each worker's pipeline set-up, once
                     reported.add(setup)

@@ -21,3 +21,10 @@ class ConfigError(Exception):
         lines = [f"error: {len(self.problems)} problems in the job:"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+class StorageError(ConfigError):
+    """The disk refused a write (full, over a file-size limit, read-only): what was finished is
+    saved, and rerunning the same command resumes once there is room."""
+
+    exit_code = 74  # EX_IOERR of sysexits.h: distinct from bad input (2) and regressions (1)

@@ -9,8 +9,10 @@
 
 Captions follow Animagine's order: subject, character, series, general tags, then rating,
 quality, aesthetic tag (the bucket of the MEASURED aesthetic score) and year, each tag once. An
-export is built in a temporary folder and renamed into place, so the target is either the old or
-the new export. Imports no torch: near-duplicates use the stored CLIP image embeddings.
+export is built in a temporary folder beside the target and renamed into place, so the target is
+either the old or the new export; it replaces only a previous export (marked by `MARKER`), never
+a run or anything else. Every image is checked against its `image_sha256` first; damaged ones are
+left out and counted. Imports no torch: near-duplicates use the stored CLIP image embeddings.
 """
 
 from __future__ import annotations
@@ -29,15 +31,18 @@ from PIL import Image
 
 from analysis import ResultsError, load_run, selection
 from analysis.diversity import EMBEDDING, embeddings
-from analysis.load import part_files
+from analysis.images import ImageProblem, check_image, listed, read_image
+from analysis.load import part_files, warn
+from analysis.outputs import check_output, contained_run
 
-from . import kohya
+from . import __version__, kohya
 from . import tags as T
 
 FORMATS = ("kohya", "hf-parquet")
 RATING_FROM_WD14 = {"general": "safe", "sensitive": "sensitive", "questionable": "nsfw",
                     "explicit": "explicit, nsfw"}
 SHARD_ROWS = 1000  # images per shard of an hf-parquet export (--shard-rows)
+MARKER = ".animagine-batch-export.json"  # marks a folder as an export that --overwrite may replace
 
 
 def select(df: pd.DataFrame, where: str | None, min_aesthetic: float | None, dedupe: bool,
@@ -122,29 +127,67 @@ def caption_parts(row: dict, source: str) -> tuple[list[str], int]:
 
 
 def _target(out: Path, overwrite: bool) -> None:
+    """The target may not touch a run; a non-empty one is replaced only when it is a previous
+    export and `--overwrite` is given."""
+    check_output(out, "--out")
     if out.exists() and not out.is_dir():
-        raise ResultsError(f"--out {out} is a file")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ResultsError(f"--out {out} is not empty; pass --overwrite to replace it")
+        raise ResultsError(f"--out {out} is a file; an export is a folder")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise ResultsError(f"--out {out} is not empty; pass --overwrite to replace a previous "
+                           "export, or choose an empty or new folder")
+    if not (out / MARKER).is_file():
+        raise ResultsError(f"--out {out} is not an export made by animagine-batch (it has no "
+                           f"{MARKER}); --overwrite replaces only a previous export, so choose "
+                           "an empty or new folder; nothing was written")
+    run = contained_run(out)
+    if run is not None:
+        raise ResultsError(f"--out {out} contains the run directory {run}; an export never "
+                           "replaces a run; choose another folder; nothing was written")
 
 
 def _replace(tmp: Path, out: Path) -> None:
     old = None
-    if out.exists():
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        if not (out / MARKER).is_file():  # checked again: it may have changed since _target
+            raise ResultsError(f"--out {out} changed during the export and is no longer a "
+                               "previous export; the new export was not moved into place")
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
-    os.replace(tmp, out)
+    os.replace(tmp, out)  # rename(2) also replaces an empty folder
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def verified(run_dir: Path, rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows whose image is intact (inside the run, present, matching image_sha256), and a
+    message for each one left out."""
+    problems = {i: check_image(run_dir, r["image_path"], r.get("image_sha256"))
+                for i, r in zip(rows.index, rows.to_dict("records"))}
+    damaged = [p for p in problems.values() if p]
+    if damaged:
+        warn(f"export: {len(damaged):,} damaged image(s) left out: {listed(damaged)}; rerun the "
+             "job with --verify to regenerate them")
+    return rows.loc[[i for i, p in problems.items() if not p]], damaged
+
+
+def image_bytes(run_dir: Path, row: dict) -> bytes:
+    """A row's image, read inside the run and checked against its image_sha256."""
+    try:
+        return read_image(run_dir, row["image_path"], row.get("image_sha256"))
+    except ImageProblem as e:  # it was intact a moment ago: something is changing the run
+        raise ResultsError(f"export stopped: {e}; nothing was written") from None
 
 
 def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
            min_aesthetic: float | None = None, dedupe: bool = False, threshold: float = 0.95,
            caption_source: str = "prompt", overwrite: bool = False,
            kohya_layout: str = "finetune", shard_rows: int = SHARD_ROWS,
-           select_file: Path | None = None, reject_file: Path | None = None) -> int:
-    """Write the export; returns the number of images exported. `select_file`: export only the
-    images a gallery selection keeps or stars; `reject_file`: leave out those it rejects."""
+           select_file: Path | None = None, reject_file: Path | None = None):
+    """Write the export; returns the number of images exported and the damaged ones left out.
+    `select_file`: export only the images a gallery selection keeps or stars; `reject_file`:
+    leave out those it rejects."""
     if fmt not in FORMATS:
         raise ResultsError(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
     if caption_source not in ("prompt", "wd14"):
@@ -159,21 +202,32 @@ def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
     if caption_source == "wd14" and "wd14_tags" not in df.columns:
         raise ResultsError("--caption-source wd14: the run has no wd14_tags column")
     picked, rejected = _selections(df, select_file, reject_file)
-    rows = select(df, where, min_aesthetic, dedupe, threshold, picked, rejected)
+    rows, damaged = verified(run_dir, select(df, where, min_aesthetic, dedupe, threshold, picked,
+                                             rejected))
     if picked is not None:
         print(f"{select_file}: {len(picked):,} kept or starred, {len(rows):,} of them pass the "
               "filters")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    except OSError as e:
+        raise ResultsError(f"--out {out}: cannot write in {out.parent} ({e.strerror}); choose a "
+                           "writable folder") from None
     try:
         if fmt == "kohya":
             write_kohya(run_dir, rows, tmp, caption_source, kohya_layout, out)
         else:
             write_hf_parquet(run_dir, rows, tmp, caption_source, shard_rows)
+        (tmp / MARKER).write_text(json.dumps({
+            "format": fmt, "run": str(run_dir.resolve()), "images": len(rows),
+            "damaged_left_out": len(damaged), "package": __version__}, indent=1) + "\n")
         _replace(tmp, out)
+    except OSError as e:
+        raise ResultsError(f"--out {out}: cannot write the export ({e.strerror or e}); nothing "
+                           "was written and a previous export is unchanged") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return len(rows)
+    return len(rows), damaged
 
 
 def _selections(df: pd.DataFrame, select_file, reject_file):
@@ -198,7 +252,7 @@ def write_kohya(run_dir: Path, rows: pd.DataFrame, folder: Path, source: str,
     for row in rows.to_dict("records"):
         name = f"{row['task_id']}.png"
         caption, lead = caption_parts(row, source)
-        shutil.copyfile(run_dir / row["image_path"], images / name)
+        (images / name).write_bytes(image_bytes(run_dir, row))
         with Image.open(images / name) as im:
             size = im.size  # what was saved: a hi-res image is larger than width x height
         (images / f"{row['task_id']}{kohya.CAPTION_EXTENSION}").write_text(
@@ -260,9 +314,8 @@ def write_hf_parquet(run_dir: Path, rows: pd.DataFrame, folder: Path, source: st
     n_shards = max(1, -(-len(rows) // shard_rows))
     for shard in range(n_shards):
         lo, hi = shard * shard_rows, min(len(rows), (shard + 1) * shard_rows)
-        paths = rows["image_path"].iloc[lo:hi].tolist()
-        image = pa.array([{"bytes": (run_dir / p).read_bytes(), "path": Path(p).name}
-                          for p in paths],
+        image = pa.array([{"bytes": image_bytes(run_dir, r), "path": Path(r["image_path"]).name}
+                          for r in rows.iloc[lo:hi].to_dict("records")],
                          pa.struct([("bytes", pa.binary()), ("path", pa.string())]))
         part = pa.Table.from_pandas(table.iloc[lo:hi], schema=schema, preserve_index=False)
         part = part.add_column(0, "image", image).replace_schema_metadata(meta)

@@ -3,7 +3,8 @@
 Each scorer writes `scores/<scorer>/part-*.parquet` (task_id + its columns + the hash of its
 config), atomically, a chunk at a time. A task already scored with the same config is skipped, so
 rescoring is idempotent and resumable; `analysis.load_run` merges the newest scores over the
-columns written at generation time.
+columns written at generation time. An image that is missing, damaged (not matching its
+`image_sha256`) or outside the run is named and left unscored; the rest are scored.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
-from PIL import Image
 
+from analysis.images import ImageProblem, check_image, listed, open_image
 from analysis.load import load_run, read_parts
 
 from . import store as S
 from .errors import ConfigError
+from .runlock import RunLock
 from .scorers import registry
 from .scorers.registry import ScorerSpec
 
@@ -44,8 +46,6 @@ def _done(folder: Path, digest: str) -> set[str]:
 def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None) -> dict:
     """Score every `ok` image of the run with each scorer; returns {scorer: images scored}."""
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
-    from tqdm import tqdm
-
     from .config import RunnerSpec
     from .generate import resolve_device
 
@@ -54,16 +54,32 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
     if df.empty:
         raise ConfigError(f"run directory {run_dir} has no results to score")
     ok = df[df["status"] == "ok"]
-    missing = [p for p in ok["image_path"] if not (run_dir / p).is_file()]
-    if missing:
-        raise ConfigError(f"run directory {run_dir}: {len(missing)} image(s) listed in the results "
-                          f"are missing, e.g. {missing[0]}")
+    problems = [check_image(run_dir, p, h) for p, h in zip(ok["image_path"], ok["image_sha256"])]
+    damaged = [p for p in problems if p]
+    if damaged:
+        print(f"warning: {len(damaged):,} image(s) left unscored: {listed(damaged)}; rerun the "
+              "job with --verify to regenerate them", file=sys.stderr)
+        ok = ok[[p is None for p in problems]]
     dev, _ = resolve_device(RunnerSpec(device=device))
-    scorers = [(spec, registry.build(spec, dev)) for spec in specs]  # all load before any write
+    scorers = [(spec, _build(spec, dev)) for spec in specs]  # all load before any write
+    with RunLock(run_dir, "score"):
+        return _score_all(run_dir, ok, scorers, out)
+
+
+def _build(spec: ScorerSpec, device: str):
+    try:
+        return registry.build(spec, device)
+    except (ValueError, TypeError) as e:  # an option of the wrong type reaching the scorer
+        raise ConfigError(f"scorer.{spec.name}: an option has a value the scorer cannot use "
+                          f"({e}); options given: {spec.options_json}") from None
+
+
+def _score_all(run_dir: Path, ok, scorers, out) -> dict:
+    from tqdm import tqdm
+
     done_counts = {}
     for spec, scorer in scorers:
-        folder = run_dir / "scores" / spec.name
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = S.run_folder(run_dir, f"scores/{spec.name}")
         for leftover in folder.glob(".tmp-*"):
             leftover.unlink(missing_ok=True)
         digest = config_hash(spec)
@@ -77,7 +93,7 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
         with tqdm(total=len(records), unit="img", desc=spec.name, file=sys.stderr) as bar:
             for i in range(0, len(records), CHUNK):
                 rows = records[i : i + CHUNK]
-                images = [Image.open(run_dir / r["image_path"]).convert("RGB") for r in rows]
+                images = [_image(run_dir, r) for r in rows]
                 columns = scorer(images, rows)
                 table = pa.table({"task_id": [r["task_id"] for r in rows], **columns,
                                   "scorer_config": [digest] * len(rows)}, schema=schema)
@@ -86,6 +102,13 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
                 bar.update(len(rows))
         done_counts[spec.name] = len(records)
     return done_counts
+
+
+def _image(run_dir: Path, row: dict):
+    try:
+        return open_image(run_dir, row["image_path"], row["image_sha256"])
+    except ImageProblem as e:  # it was intact a moment ago: something is changing the run
+        raise ConfigError(f"score stopped: {e}; the scores written so far are kept") from None
 
 
 def _schema(spec: ScorerSpec, digest: str) -> pa.Schema:

@@ -7,6 +7,7 @@ written only after its PNGs, so a run killed at any moment leaves only whole fil
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -16,10 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.load import done_ids, part_files, read_parts
+from analysis.load import RESULT_KEYS, done_ids, part_files, read_parts, usable_parts
 
 from .config import PASS_AXES
-from .errors import ConfigError
+from .errors import ConfigError, StorageError
 
 TYPES = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
          "float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_(),
@@ -80,29 +81,49 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def storage_error(path: Path, e: OSError) -> StorageError:
+    """A failed write into a run, as the message the command line prints (exit status 74)."""
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    cause = e.strerror or str(e)
+    return StorageError(f"cannot write {path}: {cause}"
+                        + (" (the disk is full or a file-size limit was reached)" if full else "")
+                        + "; everything finished before it is saved: make room and rerun the "
+                        "same command to resume")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    except OSError as e:
+        raise storage_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise storage_error(path, e) from None
         raise
 
 
 def atomic_write_table(path: Path, table: pa.Table) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+    except OSError as e:
+        raise storage_error(path, e) from None
     os.close(fd)
     try:
         pq.write_table(table, tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # pyarrow's IO errors are OSErrors too
+            raise storage_error(path, e) from None
         raise
 
 
@@ -130,6 +151,20 @@ def check_writable(root: Path) -> None:
                 break
 
 
+def run_folder(run_dir: Path, name: str) -> Path:
+    """`run_dir/name`, created, after checking that it is a folder inside the run (a link in a
+    shared run directory must not send writes elsewhere)."""
+    folder = Path(run_dir) / name
+    if not folder.resolve().is_relative_to(Path(run_dir).resolve()):
+        raise ConfigError(f"{folder} is a link to {folder.resolve()}, outside the run "
+                          "directory; a run's folders must be inside it: replace the link")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(folder, e) from None
+    return folder
+
+
 class RunStore:
     """Writes one run directory; the driver is its only writer."""
 
@@ -142,11 +177,8 @@ class RunStore:
 
     def open(self, job_yaml: str) -> None:
         """Create the folders, clear leftovers of a killed run, write job.yaml."""
-        try:
-            self.images.mkdir(parents=True, exist_ok=True)
-            self.results.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"output.root: cannot create {self.run_dir}: {e.strerror}") from None
+        run_folder(self.run_dir, "images")
+        run_folder(self.run_dir, "results")
         for folder in (self.images, self.results):
             for leftover in folder.glob(".tmp-*"):
                 leftover.unlink(missing_ok=True)
@@ -179,11 +211,12 @@ class RunStore:
         _fsync_dir(self.results)
 
     def compact(self, min_parts: int = 16) -> None:
-        """Merge many small parts into one (readers dedupe, so a crash here loses nothing)."""
-        parts = part_files(self.results)
+        """Merge many small parts into one (readers dedupe, so a crash here loses nothing). Only
+        the parts readers merge are replaced: a file that is not ours stays where it is."""
+        parts = usable_parts(self.results, RESULT_KEYS)
         if len(parts) < min_parts:
             return
-        table = read_parts(self.results).drop_columns(["_part"])
+        table = read_parts(self.results, required=RESULT_KEYS).drop_columns(["_part"])
         atomic_write_table(self.results / f"part-{self._seq:06d}-compact.parquet", table)
         self._seq += 1
         for p in parts:

@@ -145,7 +145,7 @@ def test_regress_on_three_prompts_cannot_decide(demo_run, other_model_run, tmp_p
     assert same.returncode == 2 and "matched 24 of 24 baseline tasks (0 unmatched" in same.stdout
     assert "cannot decide: the runs have 3 matched prompts; a verdict needs at least 5" \
         in same.stderr
-    worse = tmp_path / "worse"
+    worse = tmp_path / "runs" / "worse"  # tables go outside the folder that holds the run
     shutil.copytree(demo_run, worse)
     _shift_scores(worse, -0.05)
     r = run_cli("regress", str(demo_run), str(worse), "--metric", "aesthetic_score",

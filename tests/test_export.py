@@ -161,7 +161,7 @@ def test_hf_shards_share_the_declared_types(demo_run, tmp_path):
 
 
 def test_filters_and_exact_duplicates(demo_run, tmp_path):
-    run = tmp_path / "run"
+    run = tmp_path / "runs" / "run"  # exports go outside the folder that holds the run
     shutil.copytree(demo_run, run)
     part = sorted((run / "results").glob("part-*.parquet"))[0]
     t = pq.read_table(part).to_pandas()
@@ -198,11 +198,14 @@ def test_export_refuses_non_empty_target_and_is_idempotent(demo_run, tmp_path):
     (out / "keep.txt").write_text("mine")
     r = run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out))
     assert r.returncode == 2 and "is not empty; pass --overwrite" in r.stderr
+    r = run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out),
+                "--overwrite")  # --overwrite replaces only a previous export
+    assert r.returncode == 2 and "is not an export made by animagine-batch" in r.stderr
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
-    assert run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out),
-                   "--overwrite").returncode == 0
+    (out / "keep.txt").unlink()
+    assert run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out)
+                   ).returncode == 0
     first = (out / "data" / "train-00000-of-00001.parquet").read_bytes()
-    assert not (out / "keep.txt").exists()
     assert run_cli("export", str(demo_run), "--format", "hf-parquet", "--out", str(out),
                    "--overwrite").returncode == 0
     assert (out / "data" / "train-00000-of-00001.parquet").read_bytes() == first

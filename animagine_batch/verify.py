@@ -1,0 +1,65 @@
+"""`run --verify`: re-check a run's finished work before resuming it.
+
+Parts that cannot be read are moved into `<run>/damaged/` (kept, never deleted) so that their
+tasks count as not done; every `ok` row's PNG is checked against its `image_sha256` (inside the
+run, present, same bytes), and the tasks that fail are generated again. The new rows are written
+in a later part, which readers prefer.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from analysis.images import check_image, listed
+from analysis.load import load_run, part_files
+
+
+def set_aside_unreadable(run_dir: Path) -> list[str]:
+    """Move results and scores parts that cannot be read fully into damaged/; their names."""
+    run_dir = Path(run_dir)
+    folders = [run_dir / "results"]
+    scores = run_dir / "scores"
+    folders += sorted(p for p in scores.iterdir() if p.is_dir()) if scores.is_dir() else []
+    moved = []
+    for folder in folders:
+        for part in part_files(folder):
+            try:
+                pq.read_table(part)
+            except (pa.ArrowInvalid, OSError):
+                rel = part.relative_to(run_dir)
+                target = run_dir / "damaged" / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(part, target)
+                moved.append(str(rel))
+    return moved
+
+
+def damaged_images(run_dir: Path) -> tuple[int, dict[str, str]]:
+    """The number of `ok` rows checked, and task_id -> why its image fails."""
+    df = load_run(run_dir)
+    if df.empty:
+        return 0, {}
+    ok = df[df["status"] == "ok"]
+    found = {}
+    for task, path, sha in zip(ok["task_id"], ok["image_path"], ok["image_sha256"]):
+        problem = check_image(run_dir, path, sha)
+        if problem:
+            found[task] = problem
+    return len(ok), found
+
+
+def verify(run_dir: Path, out) -> set[str]:
+    """Print what was found; return the task ids to generate again."""
+    moved = set_aside_unreadable(run_dir)
+    if moved:
+        print(f"verify: {len(moved)} unreadable part(s) moved to damaged/: {listed(moved)}; "
+              "their tasks are generated again", file=out)
+    n_ok, bad = damaged_images(run_dir)
+    print(f"verify: {n_ok:,} images checked, {len(bad):,} damaged"
+          + (f" ({listed(list(bad.values()))}); they are generated again" if bad else ""),
+          file=out)
+    return set(bad)
