@@ -133,9 +133,9 @@ def test_point1_two_prompts_are_too_few_not_min_max():
 def test_point1_regress_with_one_prompt_cannot_decide(tmp_path, capsys):
     base = table(1, 8, ("a",), seed=3)
     cand = table(1, 8, ("a",), seed=4)  # same prompt and settings, fresh noise: no real change
-    simulate.write_run(tmp_path / "b", base, {"strategy": ["a"]}, DIRS)
-    simulate.write_run(tmp_path / "c", cand, {"strategy": ["a"]}, DIRS)
-    code, out, err = run_cli(capsys, "regress", tmp_path / "b", tmp_path / "c")
+    simulate.write_run(tmp_path / "runs" / "b", base, {"strategy": ["a"]}, DIRS)
+    simulate.write_run(tmp_path / "runs" / "c", cand, {"strategy": ["a"]}, DIRS)
+    code, out, err = run_cli(capsys, "regress", tmp_path / "runs" / "b", tmp_path / "runs" / "c")
     assert code == 2 and "regressed" not in out
     assert "cannot decide: the runs have 1 matched prompts; a verdict needs at least 5" in err
 
@@ -166,9 +166,9 @@ def test_point2_five_prompts_can_reach_a_verdict_that_matches_the_interval():
 
 def gate_runs(tmp_path, cand: pd.DataFrame, base: pd.DataFrame | None = None):
     base = table(20, 4, ("a", "b"), seed=5) if base is None else base
-    simulate.write_run(tmp_path / "base", base, {"strategy": ["a", "b"]}, DIRS)
-    simulate.write_run(tmp_path / "cand", cand, {"strategy": ["a", "b"]}, DIRS)
-    return base, tmp_path / "base", tmp_path / "cand"
+    simulate.write_run(tmp_path / "runs" / "base", base, {"strategy": ["a", "b"]}, DIRS)
+    simulate.write_run(tmp_path / "runs" / "cand", cand, {"strategy": ["a", "b"]}, DIRS)
+    return base, tmp_path / "runs" / "base", tmp_path / "runs" / "cand"
 
 
 def test_point3_all_nan_candidate_regresses_on_failures(tmp_path, capsys):
@@ -232,9 +232,9 @@ def test_point4_models_are_matched_and_a_drop_on_one_model_is_caught(tmp_path, c
     cand = base.assign(task_id=base.task_id + "-c",
                        score=base.score - np.where(base.model == "y", 0.1, 0.0))
     axes = {"model": ["x", "y"], "strategy": ["a", "b"]}
-    simulate.write_run(tmp_path / "b", base, axes, DIRS)
-    simulate.write_run(tmp_path / "c", cand, axes, DIRS)
-    code, out, _ = run_cli(capsys, "regress", tmp_path / "b", tmp_path / "c",
+    simulate.write_run(tmp_path / "runs" / "b", base, axes, DIRS)
+    simulate.write_run(tmp_path / "runs" / "c", cand, axes, DIRS)
+    code, out, _ = run_cli(capsys, "regress", tmp_path / "runs" / "b", tmp_path / "runs" / "c",
                            "--out", tmp_path / "r.csv")
     r = pd.read_csv(tmp_path / "r.csv").set_index(["scope", "level", "metric"])
     assert r.loc[("all", np.nan, "score"), "n_pairs"] == 320  # not 640: models are not crossed
@@ -277,9 +277,10 @@ def test_margin_and_direction_of_the_gate(tmp_path, capsys):
     better = base.assign(score=base.score + 0.05 + noise)
     assert overall(better).verdict == "improved"
     assert overall(base.assign(score=base.score + noise)).verdict == "no regression"
-    simulate.write_run(tmp_path / "b", base, {}, DIRS)
-    simulate.write_run(tmp_path / "c", worse, {}, DIRS)
-    code, out, _ = run_cli(capsys, "regress", tmp_path / "b", tmp_path / "c", "--margin", "0.1")
+    simulate.write_run(tmp_path / "runs" / "b", base, {}, DIRS)
+    simulate.write_run(tmp_path / "runs" / "c", worse, {}, DIRS)
+    code, out, _ = run_cli(capsys, "regress", tmp_path / "runs" / "b", tmp_path / "runs" / "c",
+                           "--margin", "0.1")
     assert code == 0 and "within margin" in out and "verdict: no regression (margin 0.1)" in out
 
 
@@ -287,39 +288,42 @@ def test_margin_and_direction_of_the_gate(tmp_path, capsys):
 
 def test_point6_a_table_without_ok_rows_is_a_clear_error(tmp_path, capsys):
     df = table(6, 2).assign(status="error", score=np.nan)
-    simulate.write_run(tmp_path / "r", df, {"strategy": ["a", "b"]}, DIRS)
-    code, _, err = run_cli(capsys, "compare", tmp_path / "r", "--metric", "score")
+    simulate.write_run(tmp_path / "runs" / "r", df, {"strategy": ["a", "b"]}, DIRS)
+    code, _, err = run_cli(capsys, "compare", tmp_path / "runs" / "r", "--metric", "score")
     assert code == 2 and "has no finished (status ok) rows (error 24)" in err
-    code, _, err = run_cli(capsys, "regress", tmp_path / "r", tmp_path / "r", "--metric", "score")
+    run = tmp_path / "runs" / "r"
+    code, _, err = run_cli(capsys, "regress", run, run, "--metric", "score")
     assert code == 2 and "the baseline has no finished (status ok) rows" in err
 
 
 def test_point6_an_empty_run_is_a_clear_error(tmp_path, capsys):
-    (tmp_path / "empty" / "results").mkdir(parents=True)
-    full = simulate.write_run(tmp_path / "full", table(6, 2), {"strategy": ["a", "b"]}, DIRS)
-    code, _, err = run_cli(capsys, "compare", tmp_path / "empty")
+    (tmp_path / "runs" / "empty" / "results").mkdir(parents=True)
+    full = simulate.write_run(tmp_path / "runs" / "full", table(6, 2), {"strategy": ["a", "b"]},
+                              DIRS)
+    code, _, err = run_cli(capsys, "compare", tmp_path / "runs" / "empty")
     assert code == 2 and "empty has no result rows: run its job first" in err
-    code, _, err = run_cli(capsys, "regress", full, tmp_path / "empty")
+    code, _, err = run_cli(capsys, "regress", full, tmp_path / "runs" / "empty")
     assert code == 2 and "the candidate" in err and "has no result rows" in err
 
 
 def test_point6_duplicate_tasks_are_named(tmp_path, capsys):
     df = table(6, 2).assign(weighting="a1111")
     twice = pd.concat([df, df.iloc[:1].assign(task_id="extra1", weighting="none")])
-    simulate.write_run(tmp_path / "r", twice, {"strategy": ["a", "b"]}, DIRS)
-    simulate.write_run(tmp_path / "ok", df, {"strategy": ["a", "b"]}, DIRS)
-    code, out, err = run_cli(capsys, "compare", tmp_path / "r", "--by", "strategy")
+    simulate.write_run(tmp_path / "runs" / "r", twice, {"strategy": ["a", "b"]}, DIRS)
+    simulate.write_run(tmp_path / "runs" / "ok", df, {"strategy": ["a", "b"]}, DIRS)
+    code, out, err = run_cli(capsys, "compare", tmp_path / "runs" / "r", "--by", "strategy")
     assert code == 2 and out == ""
     assert "2 tasks share their match key with another task" in err
     assert "m-0-0-a, extra1" in err and "they differ in weighting" in err
-    for pair in ((tmp_path / "ok", tmp_path / "r"), (tmp_path / "r", tmp_path / "ok")):
+    ok, r = tmp_path / "runs" / "ok", tmp_path / "runs" / "r"
+    for pair in ((ok, r), (r, ok)):
         code, _, err = run_cli(capsys, "regress", *pair, "--out", tmp_path / "x.csv")
         assert code == 2 and "m-0-0-a, extra1" in err and "regress one configuration" in err
     assert not (tmp_path / "x.csv").exists()
 
 
 def test_unknown_metric_or_comparing_prompts_is_bad_input(tmp_path, capsys):
-    run = simulate.write_run(tmp_path / "r", table(6, 2), {"strategy": ["a", "b"]}, DIRS)
+    run = simulate.write_run(tmp_path / "runs" / "r", table(6, 2), {"strategy": ["a", "b"]}, DIRS)
     code, _, err = run_cli(capsys, "compare", run, "--metric", "colour")
     assert code == 2 and "--metric colour: no such column in" in err and "its metrics: score" in err
     code, _, err = run_cli(capsys, "regress", run, run, "--metric", "colour")
@@ -329,11 +333,11 @@ def test_unknown_metric_or_comparing_prompts_is_bad_input(tmp_path, capsys):
 
 
 def test_point6_missing_prompt_key_is_named(tmp_path, capsys):
-    simulate.write_run(tmp_path / "r", table(6, 2).drop(columns="prompt_key"),
+    simulate.write_run(tmp_path / "runs" / "r", table(6, 2).drop(columns="prompt_key"),
                        {"strategy": ["a", "b"]}, DIRS)
-    code, _, err = run_cli(capsys, "compare", tmp_path / "r", "--by", "strategy")
+    code, _, err = run_cli(capsys, "compare", tmp_path / "runs" / "r", "--by", "strategy")
     assert code == 2 and "has no column prompt_key" in err and "unit of inference" in err
-    code, _, err = run_cli(capsys, "regress", tmp_path / "r", tmp_path / "r")
+    code, _, err = run_cli(capsys, "regress", tmp_path / "runs" / "r", tmp_path / "runs" / "r")
     assert code == 2 and "the baseline has no column prompt_key" in err
     with pytest.raises(ResultsError, match="the candidate has no column score"):
         regress(table(6, 2), table(6, 2).drop(columns="score"), METRICS, DIRS, [])
