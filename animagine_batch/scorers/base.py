@@ -67,6 +67,17 @@ def batches(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[i : i + size]
 
 
+def onnx_session(path: Path, device: str):
+    """An onnxruntime session on the CUDA provider when the device is a GPU and onnxruntime
+    has it, else on the CPU."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), providers=providers)
+
+
 def load_error(name: str, what: str, err: Exception, hint: str) -> ConfigError:
     first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
     return ConfigError(f"scorer {name!r}: cannot load {what} ({first}). {hint}")

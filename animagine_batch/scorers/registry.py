@@ -21,6 +21,8 @@ KINDS: dict[str, str] = {
     "aesthetic": "aesthetic:AestheticScorer",
     "clip": "clip:ClipScorer",
     "wd14": "wd14:WD14Scorer",
+    "anime_quality": "anime_quality:AnimeQualityScorer",
+    "anime_era": "anime_era:AnimeEraScorer",
 }
 
 
