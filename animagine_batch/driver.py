@@ -101,6 +101,15 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
     }
 
 
+def loaded_provenance(schema, prov: dict, result) -> "pa.Schema":
+    """Add what the first worker's loaded scorers report (the preprocessing they use, their
+    reference check) to the provenance, and return the schema carrying it."""
+    for name, loaded in (result.extra.get("scorers") or {}).items():
+        if loaded and name in prov["scorers"]:
+            prov["scorers"][name].update(loaded)
+    return schema.with_metadata({"animagine_batch": json.dumps(prov, sort_keys=True)})
+
+
 def dry_run(plan: Plan, out=None) -> None:
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     spec = plan.spec
@@ -192,6 +201,7 @@ def run(plan: Plan, raw: dict, out=None) -> int:
                   desc=spec.name, file=sys.stderr) as bar:
             for result in runner.run(units):
                 if not busy:
+                    store.schema = loaded_provenance(store.schema, prov, result)
                     store.open(yaml.safe_dump({"job": raw, "provenance": prov},
                                               sort_keys=False, allow_unicode=True))
                 setup = (result.worker, result.extra.get("setup"))

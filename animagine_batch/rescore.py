@@ -28,8 +28,12 @@ CHUNK = 64  # images per written part
 
 
 def config_hash(spec: ScorerSpec) -> str:
+    """Of the scorer's kind, version and options; `reference` (how the reference check runs)
+    does not change a score and is left out."""
     cls = registry.scorer_class(spec.kind)
-    return hashlib.sha256(f"{spec.kind}|{cls.version}|{spec.options_json}".encode()).hexdigest()[:16]
+    options = json.dumps({k: v for k, v in spec.options.items() if k != "reference"},
+                         sort_keys=True)
+    return hashlib.sha256(f"{spec.kind}|{cls.version}|{options}".encode()).hexdigest()[:16]
 
 
 def _done(folder: Path, digest: str) -> set[str]:
@@ -70,7 +74,7 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
         done = _done(folder, digest)
         todo = ok[~ok["task_id"].isin(done)]
         print(f"scorer {spec.name}: {len(ok) - len(todo):,} done, {len(todo):,} to do", file=out)
-        schema = _schema(spec, digest)
+        schema = _schema(spec, digest, scorer)
         seq = max((int(m.group(1)) for p in folder.glob("part-*.parquet")
                    if (m := re.match(r"part-(\d+)", p.name))), default=-1) + 1
         records = todo.to_dict("records")
@@ -88,10 +92,10 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
     return done_counts
 
 
-def _schema(spec: ScorerSpec, digest: str) -> pa.Schema:
+def _schema(spec: ScorerSpec, digest: str, scorer=None) -> pa.Schema:
     cols = registry.columns(spec)
     fields = [pa.field("task_id", pa.string())]
     fields += [pa.field(c, S.TYPES[t]) for c, t in cols.items()]
     fields.append(pa.field("scorer_config", pa.string()))
-    meta = {"scorer": spec.name, "config": digest, **registry.describe(spec)}
+    meta = {"scorer": spec.name, "config": digest, **registry.describe(spec, scorer)}
     return pa.schema(fields).with_metadata({"animagine_batch": json.dumps(meta, sort_keys=True)})

@@ -47,7 +47,12 @@ def hub_id(value) -> str | None:
     return None
 
 
-COMMON = {"licence": text, "batch_size": positive_int, "embedded": embedded}
+def reference(value) -> str | None:
+    return None if value in ("check", "record", "off") else "must be check, record or off"
+
+
+COMMON = {"licence": text, "batch_size": positive_int, "embedded": embedded,
+          "reference": reference}
 
 
 def option_problems(name: str, options: dict, allowed: dict) -> list[str]:

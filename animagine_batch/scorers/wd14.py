@@ -123,6 +123,16 @@ class WD14Scorer:
             rows = list(csv.DictReader(fh))
         return [r["name"] for r in rows], [int(r["category"]) for r in rows]
 
+    reference_tolerance = 1e-3  # fp32 ONNX
+
+    @property
+    def preprocessing(self) -> dict:
+        return {"resize": "pad to square", "fill": "white", "size": [self.size, self.size],
+                "resample": "bicubic", "channels": "BGR", "layout": "NHWC", "scale": "0-255"}
+
+    def reference_outputs(self, images) -> np.ndarray:
+        return self.probabilities(images)
+
     def probabilities(self, images) -> np.ndarray:
         out = []
         for chunk in batches(images, self.batch_size):
