@@ -132,10 +132,9 @@ def agreement(prompt_idx: np.ndarray, measured_idx: np.ndarray, n_levels: int) -
     rows = []
     for i in range(n_levels):
         m = measured_idx[prompt_idx == i]
-        near = [j for j in range(n_levels) if abs(j - i) <= 1]
         rows.append({"n_images": len(m), "match": np.mean(m == i) if len(m) else np.nan,
                      "adjacent": np.mean(np.abs(m - i) <= 1) if len(m) else np.nan,
-                     "chance": dist[i], "chance_adjacent": dist[near].sum()})
+                     "chance": dist[i]})
     return pd.DataFrame(rows)
 
 
@@ -155,7 +154,7 @@ def analyse_group(df: pd.DataFrame, group: str, axes: list[str]) -> GroupResult:
     unscored = int(ok["_measure"].isna().sum())
     if unscored:
         notes.append(f"{unscored:,} images have no measured {group} level and are left out")
-    ok = ok[ok["_measure"].notna()]
+    ok = ok[ok["_measure"].notna() & ok["_level"].notna()]
     rows = [lv for lv in [NONE] + order if lv in set(ok[group])]
     confusion = pd.crosstab(pd.Categorical(ok[group], rows), pd.Categorical(ok["_level"], order),
                             dropna=False).rename_axis(index=f"prompted {group}",

@@ -158,6 +158,8 @@ def cmd_control(args) -> int:
 
         dirs = directions(run)
         metrics = args.metric or metric_columns(df, dirs)
+        if not metrics:
+            raise ResultsError(f"{run} has no score columns; name one with --metric")
         require_comparable({"": run}, metrics, args.allow_scorer_mismatch, "control --bias size")
         table = size_bias(df, metrics, dirs, axes, args.reference)
         print(show(table, ["level", "aspect", *SHOW[2:]]))
@@ -166,6 +168,9 @@ def cmd_control(args) -> int:
             Path(args.out).mkdir(parents=True, exist_ok=True)
             write_table(table, str(Path(args.out) / "size_bias.csv"))
         return 0
+    if args.metric or args.reference:
+        raise ResultsError("control: --metric and --reference go with --bias size; the "
+                           "special-tag analysis uses each group's own measure")
     require_comparable({"": run}, control_output.measured_columns(df),
                        args.allow_scorer_mismatch, "control")
     results, trend, notes = control(df, axes, args.group)

@@ -20,7 +20,7 @@ from . import sweep
 from .config import JobSpec, count_tasks, is_off
 from .generate import token_count
 from .runners import WorkerContext, make_runner
-from .scorers import registry
+from .scorers import reference, registry
 
 TOKEN_LIMIT = 75  # each CLIP encoder sees 77 positions: start, 75 tokens, end
 
@@ -101,7 +101,7 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
     }
 
 
-def loaded_provenance(schema, prov: dict, result) -> "pa.Schema":
+def loaded_provenance(schema, prov: dict, result):
     """Add what the first worker's loaded scorers report (the preprocessing they use, their
     reference check) to the provenance, and return the schema carrying it."""
     for name, loaded in (result.extra.get("scorers") or {}).items():
@@ -202,6 +202,8 @@ def run(plan: Plan, raw: dict, out=None) -> int:
             for result in runner.run(units):
                 if not busy:
                     store.schema = loaded_provenance(store.schema, prov, result)
+                    if result.extra.get("scorers"):
+                        bar.write(reference.summary(result.extra["scorers"]), file=out)
                     store.open(yaml.safe_dump({"job": raw, "provenance": prov},
                                               sort_keys=False, allow_unicode=True))
                 setup = (result.worker, result.extra.get("setup"))

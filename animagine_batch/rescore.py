@@ -21,7 +21,7 @@ from analysis.load import load_run, read_parts
 
 from . import store as S
 from .errors import ConfigError
-from .scorers import registry
+from .scorers import reference, registry
 from .scorers.registry import ScorerSpec
 
 CHUNK = 64  # images per written part
@@ -64,6 +64,7 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
                           f"are missing, e.g. {missing[0]}")
     dev, _ = resolve_device(RunnerSpec(device=device))
     scorers = [(spec, registry.build(spec, dev)) for spec in specs]  # all load before any write
+    print(reference.summary({spec.name: scorer.provenance for spec, scorer in scorers}), file=out)
     done_counts = {}
     for spec, scorer in scorers:
         folder = run_dir / "scores" / spec.name

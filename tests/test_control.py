@@ -224,28 +224,16 @@ def test_a_group_measured_by_two_scorers_is_refused(tiny_control_run, tmp_path, 
     import shutil
 
     from analysis.report import build_report
-    from animagine_batch import cli, store
-    from animagine_batch.rescore import rescore
+    from animagine_batch import cli
     from animagine_batch.scorers import anime_quality
+    from conftest import rescore_interrupted
     from animagine_batch.scorers.registry import ScorerSpec
 
     run = tmp_path / "run"
     shutil.copytree(tiny_control_run, run)
     other = ScorerSpec.make("tiny_anime_quality", {
         "kind": "anime_quality", "path": str(anime_quality.ensure_tiny(1)), "reference": "off"})
-    monkeypatch.setattr("animagine_batch.rescore.CHUNK", 12)
-    write, calls = store.atomic_write_table, []
-
-    def interrupted(path, table):
-        calls.append(path)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
-        write(path, table)
-
-    monkeypatch.setattr(store, "atomic_write_table", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        rescore(run, (other,), "cpu")
-    monkeypatch.undo()
+    rescore_interrupted(monkeypatch, run, (other,), 12)
     assert cli.main(["control", str(run)]) == 2
     err = capsys.readouterr().err
     assert "control: " in err and "quality_score" in err and "12 tasks by tiny_anime_quality" in err

@@ -6,9 +6,10 @@ import shutil
 import pytest
 
 from analysis.provenance import metric_sources, mismatches
-from animagine_batch import cli, store
+from animagine_batch import cli
 from animagine_batch.rescore import rescore
 from animagine_batch.scorers.registry import ScorerSpec
+from conftest import rescore_interrupted
 
 SQUASH = ScorerSpec.make("tiny_clip", {"kind": "clip", "embedded": "tiny", "batch_size": 16,
                                        "store_embeddings": True, "resize_mode": "squash",
@@ -45,19 +46,7 @@ def test_compare_refuses_a_run_rescored_halfway(demo_run, tmp_path, monkeypatch,
     new CLIP scores, 16 the old ones."""
     run = tmp_path / "demo"
     shutil.copytree(demo_run, run)
-    monkeypatch.setattr("animagine_batch.rescore.CHUNK", 8)
-    write, calls = store.atomic_write_table, []
-
-    def interrupted(path, table):
-        calls.append(path)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
-        write(path, table)
-
-    monkeypatch.setattr(store, "atomic_write_table", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        rescore(run, (SQUASH,), "cpu")
-    monkeypatch.undo()
+    rescore_interrupted(monkeypatch, run, (SQUASH,), 8)
     sources = metric_sources(run, ["clip_score", "aesthetic_score"])
     assert sorted(s["tasks"] for s in sources["clip_score"]) == [8, 16]
     assert [s["tasks"] for s in sources["aesthetic_score"]] == [24]

@@ -126,7 +126,10 @@ def check(spec, scorer, device: str) -> dict:
     path = _record_path(src)
     ref, where = (json.loads(path.read_text()), path) if path.is_file() else _shipped(src)
     if how == "record" or ref is None:
-        _write(path, record(spec.name, src, values, tolerance, device))
+        try:
+            _write(path, record(spec.name, src, values, tolerance, device))
+        except OSError as e:  # a read-only cache: the scorer runs, the provenance says so
+            return {"status": "not recorded", "reason": f"{path}: {e.strerror or e}"}
         return {"status": "recorded", "reference": str(path), "tolerance": tolerance}
     expected = np.asarray(ref["values"], dtype=np.float64)
     tolerance = float(ref.get("tolerance", tolerance))
@@ -157,6 +160,13 @@ def _drift_message(name, values, expected, drift, tolerance, ref, where) -> str:
             f"Check the scorer's weights (scorer.{name}.path / id / revision); if the change is "
             f"intended, record the new outputs with scorer.{name}.reference=record (scores made "
             f"before and after it are not comparable).")
+
+
+def summary(provenance: dict) -> str:
+    """One line for the terminal: each scorer's reference check."""
+    return "reference checks: " + ", ".join(
+        f"{name} {(p or {}).get('reference_check', {}).get('status', 'not run')}"
+        for name, p in provenance.items())
 
 
 def write_shipped(names: tuple[str, ...] = ("tiny_aesthetic", "tiny_clip", "tiny_wd14",
