@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 from . import prompts as P
@@ -191,8 +192,8 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
         c.add("sweep.zip", "lists must have equal lengths: "
               + ", ".join(f"{a}={len(v)}" for a, v in zipped))
     elif zipped:  # a zip axis may repeat a level (one group varied at a time); a position not
-        positions = [repr(p) for p in zip(*(v for _, v in zipped))]
-        repeated = sorted({p for p in positions if positions.count(p) > 1})
+        counts = Counter(repr(p) for p in zip(*(v for _, v in zipped)))
+        repeated = sorted(p for p, n in counts.items() if n > 1)
         if repeated:
             c.add("sweep.zip", f"repeats a position ({', '.join(a for a, _ in zipped)}): "
                   f"{', '.join(repeated)}")
