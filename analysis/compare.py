@@ -44,7 +44,8 @@ def job_axes(run_dir: Path | str) -> list[str]:
 def axis_levels(run_dir: Path | str, axis: str) -> list:
     job = yaml.safe_load((Path(run_dir) / "job.yaml").read_text()).get("job", {})
     sweep = job.get("sweep") or {}
-    return list({**(sweep.get("grid") or {}), **(sweep.get("zip") or {})}.get(axis, []))
+    levels = {**(sweep.get("grid") or {}), **(sweep.get("zip") or {})}.get(axis, [])
+    return list({repr(v): v for v in levels}.values())  # a zip axis may repeat a level
 
 
 def directions(run_dir: Path | str) -> dict[str, bool]:

@@ -1,5 +1,5 @@
 """Figures for reports (matplotlib, Agg backend): metric against a numeric axis, aesthetic-tag
-distribution per strategy, score histograms, interaction heatmaps."""
+distribution per strategy, score histograms, interaction heatmaps, special-tag control."""
 
 from __future__ import annotations
 
@@ -76,4 +76,31 @@ def heatmap(table: pd.DataFrame, metric: str, path: Path) -> Path:
     for (i, j), v in np.ndenumerate(table.to_numpy(float)):
         ax.text(j, i, f"{v:.3g}", ha="center", va="center", color="white", fontsize=7)
     fig.colorbar(im, ax=ax, label=metric)
+    return _save(fig, path)
+
+
+def control_figure(confusion: pd.DataFrame, means: pd.DataFrame, group: str, measure: str,
+                   path: Path) -> Path:
+    """A special-tag group: the share of each prompted level's images at each measured level
+    (left), and the mean measure per prompted level with its 95% t-interval over prompts
+    (right)."""
+    shares = confusion.div(confusion.sum(axis=1).replace(0, np.nan), axis=0)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    im = left.imshow(shares.to_numpy(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    left.set_xticks(range(len(shares.columns)), [str(c) for c in shares.columns], rotation=35,
+                    ha="right", fontsize=7)
+    left.set_yticks(range(len(shares.index)), [str(i) for i in shares.index], fontsize=7)
+    left.set_xlabel(f"measured {group}")
+    left.set_ylabel(f"prompted {group}")
+    for (i, j), v in np.ndenumerate(shares.to_numpy(float)):
+        if np.isfinite(v):
+            left.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6,
+                      color="white" if v < 0.6 else "black")
+    fig.colorbar(im, ax=left, label="share of the row's images")
+    x = np.arange(len(means))
+    err = np.vstack([means["mean"] - means["ci_low"], means["ci_high"] - means["mean"]])
+    right.errorbar(x, means["mean"], yerr=np.nan_to_num(err), marker="o", capsize=3)
+    right.set_xticks(x, [str(v) for v in means["level"]], rotation=35, ha="right", fontsize=7)
+    right.set_xlabel(f"prompted {group}")
+    right.set_ylabel(measure)
     return _save(fig, path)

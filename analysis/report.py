@@ -1,5 +1,7 @@
-"""Static HTML report of a run (jinja2): summary, effect tables with CIs, plots, image grids and,
-against a baseline run, the regression table and the worst regressions side by side.
+"""Static HTML report of a run (jinja2): summary, effect tables with CIs, plots, image grids, the
+special-tag control section and, against a baseline run, the regression table and the worst
+regressions side by side. A metric whose values come from scorers that differ in weights or
+preprocessing is left out of every comparison, and the report says so.
 
 The report folder is written next to the results (`<run>/report/index.html`), built in a
 temporary folder and renamed into place; it opens from disk without a server. Images are linked
@@ -19,12 +21,13 @@ from markupsafe import Markup, escape
 import numpy as np
 import pandas as pd
 
-from . import plots
+from . import control_output, plots
 from .compare import (_numeric, directions, interaction, job_axes, marginal_effects,
                       metric_columns)
 from .grid import make_grids
 from .images import check_image, image_file
 from .load import ResultsError, load_run, warn
+from .provenance import mismatches
 from .regress import gate_outcome, regress, summary
 from .report_sections import effects_section, human_section, human_tables
 
@@ -64,6 +67,8 @@ def build_report(run_dir: Path | str, baseline: Path | str | None = None,
     axes = job_axes(run_dir)
     dirs = directions(run_dir)
     metrics = metrics or metric_columns(df, dirs)
+    mixed = mismatches({"": run_dir}, metrics)  # never compared silently: left out, and said
+    metrics = [m for m in metrics if m not in mixed]
     ok = df[df["status"] == "ok"]
     target = run_dir / "report"
     try:
@@ -72,8 +77,15 @@ def build_report(run_dir: Path | str, baseline: Path | str | None = None,
         raise ResultsError(f"report: cannot write in {run_dir} ({e.strerror})") from None
     try:
         ctx = _content(run_dir, df, ok, axes, dirs, metrics, work)
+        ctx.update(control_output.report_section(
+            df, axes, work / "figures", html_table,
+            mismatches({"": run_dir}, control_output.measured_columns(df))))
         if baseline is not None:
-            ctx.update(_baseline(Path(baseline), df, axes, dirs, metrics, work, worst))
+            across = mismatches({"baseline": Path(baseline), "candidate": run_dir}, metrics)
+            mixed.update(across)
+            ctx.update(_baseline(Path(baseline), df, axes, dirs,
+                                 [m for m in metrics if m not in across], work, worst))
+        ctx["mixed"] = list(mixed.values())
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                                  autoescape=jinja2.select_autoescape(["html", "j2"]))
         html = env.get_template("report.html.j2").render(**ctx)

@@ -1,5 +1,5 @@
-"""Subcommands over result tables: table, compare, regress, grid, report, export (no Hydra, no
-torch)."""
+"""Subcommands over result tables: table, compare, regress, control, grid, report, export (no
+Hydra, no torch)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from .kohya import LAYOUTS
 
 SHOW = ["axis", "level", "reference", "metric", "n_pairs", "n_prompts", "mean_reference",
         "mean_level", "mean_diff", "ci_low", "ci_high", "ci_level", "win_rate", "p_adj", "verdict"]
+MISMATCH_HELP = ("compare a metric even when its values come from scorers that differ in "
+                 "weights or preprocessing")
 REGRESS_SHOW = ["scope", "level", "metric", "matched", "n_pairs", "n_prompts", "mean_baseline",
                 "mean_candidate", "delta", "ci_low", "ci_high", "ci_level", "p_adj", "verdict"]
 
@@ -71,6 +73,7 @@ def cmd_table(args) -> int:
 def cmd_compare(args) -> int:
     from analysis.compare import (axis_levels, compare, directions, interaction, job_axes,
                                   marginal_effects, metric_columns)
+    from analysis.provenance import require_comparable
 
     run = _run(args.run_dir)
     table_out(args.out)
@@ -96,6 +99,7 @@ def cmd_compare(args) -> int:
     if unknown:
         raise ResultsError(f"--metric {', '.join(unknown)}: no such column in {run}; its metrics: "
                            f"{', '.join(metric_columns(df, dirs)) or '(none)'}")
+    require_comparable({"": run}, metrics, args.allow_scorer_mismatch, "compare")
     inter = interaction(df, *args.interaction, metrics[0], axes) if args.interaction else None
     if args.by:
         table = compare(df, args.by, metrics, dirs, axes, args.reference, axis_levels(run, args.by))
@@ -134,6 +138,7 @@ def compare_footer(table: pd.DataFrame) -> str:
 def cmd_regress(args) -> int:
     from analysis.compare import directions, job_axes, metric_columns
     from analysis.regress import gate_outcome, regress, summary
+    from analysis.provenance import require_comparable
 
     base, cand = _run(args.baseline), _run(args.candidate)
     table_out(args.out)
@@ -151,6 +156,8 @@ def cmd_regress(args) -> int:
             raise ResultsError(f"--metric {', '.join(missing)}: no such column in {run}; a "
                                "metric must be in both runs; the baseline's metrics: "
                                f"{', '.join(metric_columns(bdf, dirs)) or '(none)'}")
+    require_comparable({"baseline": base, "candidate": cand}, metrics,
+                       args.allow_scorer_mismatch, "regress")
     cand_axes = set(job_axes(cand))
     axes = [a for a in job_axes(base) if a in cand_axes and a not in args.ignore]
     table = regress(bdf, cdf, metrics, dirs, axes, args.margin, args.ignore)
@@ -163,6 +170,44 @@ def cmd_regress(args) -> int:
         raise ResultsError(verdict)
     print(f"verdict: {verdict} (margin {args.margin})")
     return code
+
+
+def cmd_control(args) -> int:
+    from analysis import control_output
+    from analysis.compare import directions, job_axes, metric_columns
+    from analysis.control import control
+    from analysis.provenance import require_comparable
+
+    run = _run(args.run_dir)
+    df, axes = load_run(run), job_axes(run)
+    if df.empty:
+        raise ResultsError(f"{run} has no result rows: run its job first")
+    if args.bias:
+        from analysis.bias import size_bias
+
+        dirs = directions(run)
+        metrics = args.metric or metric_columns(df, dirs)
+        if not metrics:
+            raise ResultsError(f"{run} has no score columns; name one with --metric")
+        require_comparable({"": run}, metrics, args.allow_scorer_mismatch, "control --bias size")
+        table = size_bias(df, metrics, dirs, axes, args.reference)
+        print(show(table, ["level", "aspect", *SHOW[2:]]))
+        print(compare_footer(table))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            write_table(table, str(Path(args.out) / "size_bias.csv"))
+        return 0
+    if args.metric or args.reference:
+        raise ResultsError("control: --metric and --reference go with --bias size; the "
+                           "special-tag analysis uses each group's own measure")
+    require_comparable({"": run}, control_output.measured_columns(df),
+                       args.allow_scorer_mismatch, "control")
+    results, trend, notes = control(df, axes, args.group)
+    print(control_output.text(results, trend, notes))
+    if args.out:
+        for path in control_output.write(results, trend, Path(args.out)):
+            print(f"-> {path}")
+    return 0
 
 
 def cmd_grid(args) -> int:
@@ -233,6 +278,7 @@ def add_parsers(sub) -> None:
                    help="also print the mean of the first metric over the A x B grid")
     c.add_argument("--heatmap", help="with --interaction: write a heatmap PNG")
     c.add_argument("--out", help="write the table to .csv, .parquet or .md")
+    c.add_argument("--allow-scorer-mismatch", action="store_true", help=MISMATCH_HELP)
     c.set_defaults(func=cmd_compare)
 
     r = sub.add_parser("regress", help="candidate run against a baseline run (exit 1 on "
@@ -245,7 +291,21 @@ def add_parsers(sub) -> None:
     r.add_argument("--ignore", action="append", default=[],
                    help="a field allowed to differ between matched tasks (repeatable)")
     r.add_argument("--out", help="write the table to .csv, .parquet or .md")
+    r.add_argument("--allow-scorer-mismatch", action="store_true", help=MISMATCH_HELP)
     r.set_defaults(func=cmd_regress)
+
+    k = sub.add_parser("control", help="do the special tags do what the card says: prompted "
+                       "against measured level per special-tag axis (or --bias size)")
+    k.add_argument("run_dir")
+    k.add_argument("--group", action="append", choices=["quality", "rating", "year", "aesthetic"],
+                   help="a special-tag group (repeatable; default: every one that is an axis)")
+    k.add_argument("--bias", choices=["size"],
+                   help="size: the measured scores per size bucket on the same prompts and seeds")
+    k.add_argument("--metric", action="append", help="with --bias: score column (repeatable)")
+    k.add_argument("--reference", help="with --bias: reference size (default: the squarest)")
+    k.add_argument("--out", help="folder for the tables (CSV) and plots (PNG)")
+    k.add_argument("--allow-scorer-mismatch", action="store_true", help=MISMATCH_HELP)
+    k.set_defaults(func=cmd_control)
 
     g = sub.add_parser("grid", help="labelled image grids from the saved PNGs, seeds matched")
     g.add_argument("run_dir")

@@ -97,7 +97,8 @@ class SweepSpec:
         return tuple(k for k, _ in self.grid) + tuple(k for k, _ in self.zip)
 
     def levels(self, axis: str) -> tuple:
-        return dict(self.grid + self.zip)[axis]
+        """The distinct levels of an axis, in order (a zip axis may repeat one)."""
+        return tuple({repr(v): v for v in dict(self.grid + self.zip)[axis]}.values())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from .config import JobSpec, count_tasks, is_off
 from .generate import token_count
 from .runlock import RunLock
 from .runners import WorkerContext, make_runner
-from .scorers import registry
+from .scorers import reference, registry
 from .verify import verify as verify_run
 
 TOKEN_LIMIT = 75  # each CLIP encoder sees 77 positions: start, 75 tokens, end
@@ -99,6 +99,15 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
                    for n, m in spec.models.items()},
         "scorers": {sc.name: registry.describe(sc) for sc in spec.scorers},
     }
+
+
+def loaded_provenance(schema, prov: dict, result):
+    """Add what the first worker's loaded scorers report (the preprocessing they use, their
+    reference check) to the provenance, and return the schema carrying it."""
+    for name, loaded in (result.extra.get("scorers") or {}).items():
+        if loaded and name in prov["scorers"]:
+            prov["scorers"][name].update(loaded)
+    return schema.with_metadata({"animagine_batch": json.dumps(prov, sort_keys=True)})
 
 
 def dry_run(plan: Plan, out=None) -> None:
@@ -206,6 +215,9 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
                   desc=spec.name, file=sys.stderr) as bar:
             for result in runner.run(units):
                 if not busy:
+                    store.schema = loaded_provenance(store.schema, prov, result)
+                    if result.extra.get("scorers"):
+                        bar.write(reference.summary(result.extra["scorers"]), file=out)
                     store.open(rerun.job_yaml(raw, prov, before))
                 setup = (result.worker, result.extra.get("setup"))
                 if setup[1] and setup not in reported:  # each worker's pipeline set-up, once

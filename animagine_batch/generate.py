@@ -253,7 +253,9 @@ class Generator:
         for row in rows:
             row["gen_seconds"] = seconds / len(rows)
         return UnitResult(unit.unit_id, rows, pngs, seconds, self.worker,
-                          {"live_pipelines": len(_PIPELINES), "setup": self.setup()})
+                          {"live_pipelines": len(_PIPELINES), "setup": self.setup(),
+                           "scorers": {s.name: getattr(s, "provenance", None)
+                                       for s in self.scorers}})
 
     def setup(self) -> str:
         """What `accel.apply` did to this pipeline, for the run's output; a compile that fell

@@ -23,15 +23,19 @@ from analysis.load import load_run, read_parts
 from . import store as S
 from .errors import ConfigError
 from .runlock import RunLock
-from .scorers import registry
+from .scorers import reference, registry
 from .scorers.registry import ScorerSpec
 
 CHUNK = 64  # images per written part
 
 
 def config_hash(spec: ScorerSpec) -> str:
+    """Of the scorer's kind, version and options; `reference` (how the reference check runs)
+    does not change a score and is left out."""
     cls = registry.scorer_class(spec.kind)
-    return hashlib.sha256(f"{spec.kind}|{cls.version}|{spec.options_json}".encode()).hexdigest()[:16]
+    options = json.dumps({k: v for k, v in spec.options.items() if k != "reference"},
+                         sort_keys=True)
+    return hashlib.sha256(f"{spec.kind}|{cls.version}|{options}".encode()).hexdigest()[:16]
 
 
 def _done(folder: Path, digest: str) -> set[str]:
@@ -62,6 +66,7 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
         ok = ok[[p is None for p in problems]]
     dev, _ = resolve_device(RunnerSpec(device=device))
     scorers = [(spec, _build(spec, dev)) for spec in specs]  # all load before any write
+    print(reference.summary({spec.name: scorer.provenance for spec, scorer in scorers}), file=out)
     with RunLock(run_dir, "score"):
         return _score_all(run_dir, ok, scorers, out)
 
@@ -86,7 +91,7 @@ def _score_all(run_dir: Path, ok, scorers, out) -> dict:
         done = _done(folder, digest)
         todo = ok[~ok["task_id"].isin(done)]
         print(f"scorer {spec.name}: {len(ok) - len(todo):,} done, {len(todo):,} to do", file=out)
-        schema = _schema(spec, digest)
+        schema = _schema(spec, digest, scorer)
         seq = max((int(m.group(1)) for p in folder.glob("part-*.parquet")
                    if (m := re.match(r"part-(\d+)", p.name))), default=-1) + 1
         records = todo.to_dict("records")
@@ -111,10 +116,10 @@ def _image(run_dir: Path, row: dict):
         raise ConfigError(f"score stopped: {e}; the scores written so far are kept") from None
 
 
-def _schema(spec: ScorerSpec, digest: str) -> pa.Schema:
+def _schema(spec: ScorerSpec, digest: str, scorer=None) -> pa.Schema:
     cols = registry.columns(spec)
     fields = [pa.field("task_id", pa.string())]
     fields += [pa.field(c, S.TYPES[t]) for c, t in cols.items()]
     fields.append(pa.field("scorer_config", pa.string()))
-    meta = {"scorer": spec.name, "config": digest, **registry.describe(spec)}
+    meta = {"scorer": spec.name, "config": digest, **registry.describe(spec, scorer)}
     return pa.schema(fields).with_metadata({"animagine_batch": json.dumps(meta, sort_keys=True)})

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.load import RESULT_KEYS, done_ids, part_files, read_parts, usable_parts
+from analysis.load import RESULT_KEYS, done_ids, part_files, usable_parts
 
 from .config import PASS_AXES
 from .errors import ConfigError, StorageError
@@ -211,14 +211,33 @@ class RunStore:
         _fsync_dir(self.results)
 
     def compact(self, min_parts: int = 16) -> None:
-        """Merge many small parts into one (readers dedupe, so a crash here loses nothing). Only
-        the parts readers merge are replaced: a file that is not ours stays where it is."""
+        """Merge many small parts into one per provenance (readers dedupe, so a crash here loses
+        nothing). Parts written with different provenance (a run resumed after a scorer or
+        library changed) stay apart, so each row keeps the record of what scored it. Only the
+        parts readers merge are replaced: a file that is not ours stays where it is."""
         parts = usable_parts(self.results, RESULT_KEYS)
         if len(parts) < min_parts:
             return
-        table = read_parts(self.results, required=RESULT_KEYS).drop_columns(["_part"])
-        atomic_write_table(self.results / f"part-{self._seq:06d}-compact.parquet", table)
-        self._seq += 1
+        groups: dict[bytes, list[Path]] = {}
+        damaged = (pa.ArrowInvalid, pa.ArrowTypeError, OSError)  # such a part stays, for load_run
         for p in parts:
-            p.unlink()
+            try:
+                meta = (pq.read_schema(p).metadata or {}).get(b"animagine_batch", b"")
+            except damaged:
+                continue
+            groups.setdefault(meta, []).append(p)
+        for meta, group in groups.items():
+            if len(group) < 2:
+                continue
+            try:
+                table = pa.concat_tables([pq.read_table(p) for p in group],
+                                         promote_options="permissive")
+            except damaged:
+                continue
+            if meta:
+                table = table.replace_schema_metadata({b"animagine_batch": meta})
+            atomic_write_table(self.results / f"part-{self._seq:06d}-compact.parquet", table)
+            self._seq += 1
+            for p in group:
+                p.unlink()
         _fsync_dir(self.results)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from pathlib import Path
 
 from . import prompts as P
@@ -75,7 +76,7 @@ def _parse_axes(c: Collector, raw, key: str) -> tuple[tuple[str, tuple], ...]:
         if not isinstance(levels, (list, tuple)) or not levels:
             c.add(f"{key}.{axis}", "must be a non-empty list of levels")
             continue
-        if len({repr(v) for v in levels}) != len(levels):
+        if key == "sweep.grid" and len({repr(v) for v in levels}) != len(levels):
             c.add(f"{key}.{axis}", f"repeats a level: {list(levels)}")
         out.append((axis, tuple(levels)))
     return tuple(out)
@@ -190,6 +191,12 @@ def parse_job(raw: dict, model_configs: dict[str, dict], prompt_dirs: list[Path]
     if len({len(v) for _, v in zipped}) > 1:
         c.add("sweep.zip", "lists must have equal lengths: "
               + ", ".join(f"{a}={len(v)}" for a, v in zipped))
+    elif zipped:  # a zip axis may repeat a level (one group varied at a time); a position not
+        counts = Counter(repr(p) for p in zip(*(v for _, v in zipped)))
+        repeated = sorted(p for p, n in counts.items() if n > 1)
+        if repeated:
+            c.add("sweep.zip", f"repeats a position ({', '.join(a for a, _ in zipped)}): "
+                  f"{', '.join(repeated)}")
     axes = [a for a, _ in grid + zipped]
     if "size" in axes and ({"width", "height"} & set(axes)):
         c.add("sweep", "size and width/height cannot both be axes")

@@ -95,6 +95,32 @@ def one_unit(tasks_):
     return sweep.units(tasks_, 99)[0]
 
 
+def rescore_interrupted(monkeypatch, run, specs, chunk: int) -> None:
+    """Rescore `run` in parts of `chunk` images and stop (as on Ctrl-C) once the first part is
+    written: half a rescoring, as an interrupted `score` leaves it."""
+    from animagine_batch import store
+    from animagine_batch.rescore import rescore
+
+    monkeypatch.setattr("animagine_batch.rescore.CHUNK", chunk)
+    write, calls = store.atomic_write_table, []
+
+    def interrupted(path, table):
+        calls.append(path)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        write(path, table)
+
+    monkeypatch.setattr(store, "atomic_write_table", interrupted)
+    try:
+        rescore(run, specs, "cpu")
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the rescoring was not interrupted")
+    finally:
+        monkeypatch.undo()
+
+
 def pixels(png: bytes):
     """A PNG's RGB pixels as an int array."""
     import io

@@ -70,6 +70,12 @@ def test_analysis_commands_run_without_hydra_or_torch(demo_run, tmp_path):
     r = cli_without("report", report_run, "--baseline", demo_run)
     assert r.returncode == 0, r.stderr
     assert "Regression against the baseline" in (report_run / "report" / "index.html").read_text()
+    tags = df.assign(quality=df["strategy"].map({"s0": "none", "s1": "masterpiece"}),
+                     quality_tag="good quality", quality_score=df["score"] * 6)
+    quality_run = simulate.write_run(tmp_path / "quality", tags.drop(columns="strategy"),
+                                     {"quality": ["none", "masterpiece"]}, {"quality_score": True})
+    r = cli_without("control", quality_run)
+    assert r.returncode == 0 and "== quality: measured by quality_tag" in r.stdout, r.stderr
     r = cli_without("run", "jobs/demo.yaml")  # the generation side does need them
     assert r.returncode != 0
 

@@ -15,7 +15,7 @@ def test_every_job_file_composes_and_validates(job):
     spec, raw, _ = cli.load_spec(str(job), [])
     assert spec.name == job.stem
     assert spec.sweep.axes, "every job sweeps something"
-    if job.stem not in ("demo", "prompt_power"):  # those two run offline on the tiny model
+    if job.stem not in ("demo", "prompt_power", "tag_control_tiny"):  # offline, tiny model
         assert spec.model.id == "cagliostrolab/animagine-xl-3.1"
         assert spec.model.vae == "madebyollin/sdxl-vae-fp16-fix"
 
@@ -110,3 +110,13 @@ def test_runner_optimisation_options_are_validated(tmp_path):
     assert r.returncode == 2
     assert "runner.optimise: 'fast' is not one of auto, on, none" in r.stderr
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_zip_axis_may_repeat_a_level_but_not_a_position(compose):
+    spec = compose("tag_control_tiny")
+    assert spec.sweep.levels("quality") == ("none", "masterpiece", "worst quality")
+    assert len(spec.sweep.zip[0][1]) == 8
+    with pytest.raises(ConfigError, match=r"sweep.zip: repeats a position \(cfg, steps\)"):
+        compose("demo", "sweep.grid={}", "sweep.zip={cfg:[5,7,5],steps:[2,3,2]}")
+    with pytest.raises(ConfigError, match="sweep.grid.cfg: repeats a level"):
+        compose("demo", "sweep.grid={cfg:[5,5]}")

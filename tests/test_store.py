@@ -111,6 +111,23 @@ def test_load_run_prefers_finished_rows_then_the_latest(tmp_path):
     assert dict(zip(*load_run(tmp_path / "run")[["task_id", "status"]].T.values)) == got
 
 
+def test_compaction_keeps_parts_of_different_provenance_apart(tmp_path):
+    """A run resumed after its scorer changed: the parts of each provenance are merged among
+    themselves, so every row keeps the record of what scored it."""
+    for i, prov in enumerate(({"scorers": {"s": {"version": "1"}}},
+                              {"scorers": {"s": {"version": "1"}}},
+                              {"scorers": {"s": {"version": "2"}}})):
+        s = store.RunStore(tmp_path / "run", store.results_schema({}, {}, prov))
+        s.open("")
+        s.write(UnitResult(f"u{i}", [_row(f"t{i}", "ok")], [None], 1))
+    s.compact(min_parts=2)
+    parts = sorted((tmp_path / "run" / "results").glob("part-*"))
+    versions = sorted((len(pq.read_table(p)), json.loads(pq.read_schema(p).metadata[
+        b"animagine_batch"])["scorers"]["s"]["version"]) for p in parts)
+    assert versions == [(1, "2"), (2, "1")]
+    assert sorted(load_run(tmp_path / "run").task_id) == ["t0", "t1", "t2"]
+
+
 def test_corrupt_results_file_is_named(tmp_path):
     (tmp_path / "run" / "results").mkdir(parents=True)
     bad = tmp_path / "run" / "results" / "part-000000-x.parquet"

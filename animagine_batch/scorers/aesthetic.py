@@ -85,6 +85,18 @@ class AestheticScorer:
         self.hq_index = label2id["hq"]
         self.processor = make_processor(int(self.model.config.image_size))
 
+    reference_tolerance = 0.02  # bf16 on a GPU against fp32 on the CPU
+
+    @property
+    def preprocessing(self) -> dict:
+        size = self.processor.size
+        return {"resize": "squash", "size": [size["width"], size["height"]],
+                "resample": "bilinear", "channels": "RGB", "scale": "0-1",
+                "mean": list(self.processor.image_mean), "std": list(self.processor.image_std)}
+
+    def reference_outputs(self, images) -> np.ndarray:
+        return self.scores(images)
+
     def scores(self, images) -> np.ndarray:
         import torch
 

@@ -47,7 +47,12 @@ def hub_id(value) -> str | None:
     return None
 
 
-COMMON = {"licence": text, "batch_size": positive_int, "embedded": embedded}
+def reference(value) -> str | None:
+    return None if value in ("check", "record", "off") else "must be check, record or off"
+
+
+COMMON = {"licence": text, "batch_size": positive_int, "embedded": embedded,
+          "reference": reference}
 
 
 def option_problems(name: str, options: dict, allowed: dict) -> list[str]:
@@ -65,6 +70,17 @@ def option_problems(name: str, options: dict, allowed: dict) -> list[str]:
 def batches(items: Sequence, size: int) -> Iterator[Sequence]:
     for i in range(0, len(items), max(1, size)):
         yield items[i : i + size]
+
+
+def onnx_session(path: Path, device: str):
+    """An onnxruntime session on the CUDA provider when the device is a GPU and onnxruntime
+    has it, else on the CPU."""
+    import onnxruntime as ort
+
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), providers=providers)
 
 
 def load_error(name: str, what: str, err: Exception, hint: str) -> ConfigError:

@@ -3,6 +3,10 @@ CONTENT prompt (no special tags, preset tails or emphasis), plus the raw cosine 
 text was truncated at CLIP's 77-token context. Optionally keeps float16 image embeddings
 (`clip_image_embedding`, raw bytes) for diversity analysis.
 
+`resize_mode` (open_clip's `image_resize_mode`: `shortest`, its default for most models, resizes
+the short side and centre-crops; `longest` pads; `squash` stretches) sets how a non-square image
+reaches the model.
+
 Sources: an open_clip model name with a pretrained tag (`ViT-H-14` / `laion2b_s32b_b79k`), a
 local weights file (`pretrained: /path/open_clip_model.safetensors`), or `model: local-dir:/path`.
 """
@@ -17,6 +21,7 @@ from . import base
 from .base import batches, load_error, require_cached
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # open_clip's names
+RESIZE_MODES = ("shortest", "longest", "squash")  # open_clip's image_resize_mode
 
 
 def resolve_precision(name: str, options: dict, device: str | None) -> str:
@@ -37,7 +42,10 @@ class ClipScorer:
     options = {**base.COMMON, "model": base.text, "pretrained": base.text,
                "store_embeddings": base.switch,
                "precision": lambda v: None if v in ("auto", *PRECISIONS) else
-               f"is not one of auto, {', '.join(PRECISIONS)}"}
+               f"is not one of auto, {', '.join(PRECISIONS)}",
+               "resize_mode": lambda v: None if v in RESIZE_MODES else
+               f"is not one of {', '.join(RESIZE_MODES)}"}
+    reference_tolerance = 0.02  # embedding entries, fp16 on a GPU against fp32 on the CPU
 
     @staticmethod
     def columns(options: dict) -> dict[str, str]:
@@ -83,7 +91,8 @@ class ClipScorer:
         precision = resolve_precision(name, options, device)
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(
-                model_name, pretrained=pretrained, device=device, precision=precision)
+                model_name, pretrained=pretrained, device=device, precision=precision,
+                image_resize_mode=options.get("resize_mode"))
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
             raise load_error(name, f"open_clip model {model_name!r} with weights {pretrained!r}", e,
                              self.hint(name)) from None
@@ -94,6 +103,17 @@ class ClipScorer:
         # says float32), while the convolutions and linear layers take the input: cast to theirs
         self.dtype = getattr(torch, PRECISIONS[precision])
         self._torch = torch
+
+    @property
+    def preprocessing(self) -> dict:
+        """open_clip's image preprocessing of this model (size, resize mode, interpolation,
+        mean, std)."""
+        cfg = getattr(self.model.visual, "preprocess_cfg", None) or {}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()} or \
+            {"transforms": repr(self.preprocess)}
+
+    def reference_outputs(self, images) -> np.ndarray:
+        return self.embed(images, [""] * len(images))[0]
 
     def truncated(self, text: str) -> bool:
         encode = getattr(self.tokenizer, "encode", None)

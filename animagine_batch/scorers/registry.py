@@ -8,7 +8,10 @@ A scorer class has `kind`, `version`, `higher_is_better` (column -> bool), `opti
 check: any other option is refused), `columns(options)`
 (column -> Arrow type name), `check(name, options)` (cheap availability check before any work),
 an `__init__(name, options, device)` that loads weights once, and
-`__call__(images, rows) -> {column: list}` over a batch of PIL images and their result rows.
+`__call__(images, rows) -> {column: list}` over a batch of PIL images and their result rows,
+`preprocessing` (what is done to an image before the model sees it, for the provenance) and
+`reference_outputs(images)` (its raw outputs on the reference images, `reference.py`) with a
+`reference_tolerance`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ KINDS: dict[str, str] = {
     "aesthetic": "aesthetic:AestheticScorer",
     "clip": "clip:ClipScorer",
     "wd14": "wd14:WD14Scorer",
+    "anime_quality": "anime_quality:AnimeQualityScorer",
+    "anime_era": "anime_era:AnimeEraScorer",
 }
 
 
@@ -74,15 +79,24 @@ def check(spec: ScorerSpec) -> None:
 
 
 def build(spec: ScorerSpec, device: str):
-    """Load a scorer's weights (raises ConfigError naming the scorer when they cannot be had)."""
-    return scorer_class(spec.kind)(spec.name, spec.options, device)
+    """Load a scorer's weights (raises ConfigError naming the scorer when they cannot be had)
+    and check it on the reference images (`reference.check`). The loaded scorer's
+    `provenance` holds the preprocessing it uses and the check's result."""
+    from . import reference
+
+    scorer = scorer_class(spec.kind)(spec.name, spec.options, device)
+    scorer.provenance = {"preprocessing": scorer.preprocessing,
+                         "reference_check": reference.check(spec, scorer, device)}
+    return scorer
 
 
-def describe(spec: ScorerSpec) -> dict:
-    """Provenance of a scorer: kind, version, model source and licence."""
+def describe(spec: ScorerSpec, loaded=None) -> dict:
+    """Provenance of a scorer: kind, version, model source, licence and its columns; with the
+    `loaded` scorer, also the preprocessing it uses and its reference check."""
     cls = scorer_class(spec.kind)
     opts = spec.options
     return {"kind": spec.kind, "version": cls.version, "licence": opts.get("licence"),
-            "higher_is_better": dict(cls.higher_is_better),
-            **{k: opts.get(k) for k in ("id", "revision", "path", "model", "pretrained", "embedded")
-               if opts.get(k) is not None}}
+            "higher_is_better": dict(cls.higher_is_better), "columns": list(columns(spec)),
+            **{k: opts.get(k) for k in ("id", "revision", "path", "model", "pretrained", "embedded",
+                                        "model_name", "resize_mode") if opts.get(k) is not None},
+            **(getattr(loaded, "provenance", None) or {})}

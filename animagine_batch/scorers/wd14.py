@@ -85,18 +85,13 @@ class WD14Scorer:
                        cls.hint(name))
 
     def __init__(self, name: str, options: dict, device: str):
-        import onnxruntime as ort
-
         self.name = name
         self.batch_size = int(options.get("batch_size", 16))
         self.general_threshold = float(options.get("general_threshold", 0.35))
         self.character_threshold = float(options.get("character_threshold", 0.85))
         try:
             folder = self._files(options)
-            providers = ["CPUExecutionProvider"]
-            if device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
-                providers.insert(0, "CUDAExecutionProvider")
-            self.session = ort.InferenceSession(str(folder / "model.onnx"), providers=providers)
+            self.session = base.onnx_session(folder / "model.onnx", device)
             self.tags, self.categories = self._read_tags(folder / "selected_tags.csv")
         except Exception as e:  # noqa: BLE001 - any load failure is reported the same way
             raise load_error(name, f"the WD tagger {options.get('path') or options.get('id')!r}", e,
@@ -127,6 +122,16 @@ class WD14Scorer:
         with path.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
         return [r["name"] for r in rows], [int(r["category"]) for r in rows]
+
+    reference_tolerance = 1e-3  # fp32 ONNX
+
+    @property
+    def preprocessing(self) -> dict:
+        return {"resize": "pad to square", "fill": "white", "size": [self.size, self.size],
+                "resample": "bicubic", "channels": "BGR", "layout": "NHWC", "scale": "0-255"}
+
+    def reference_outputs(self, images) -> np.ndarray:
+        return self.probabilities(images)
 
     def probabilities(self, images) -> np.ndarray:
         out = []
