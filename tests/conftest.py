@@ -46,13 +46,15 @@ def tiny_generator(tiny_dir):
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
-    """jobs/demo.yaml run once, in-process with the local runner (test_ray checks that the Ray
-    runner gives the same table); many tests read it (never write to it)."""
+    """jobs/demo.yaml run once, in-process with the local runner and one torch thread (CPU image
+    bytes depend on the thread count; test_ray checks that the Ray runner gives the same table,
+    test_golden that the table and bytes are the committed ones); many tests read it (never
+    write to it)."""
     from animagine_batch import cli
 
     root = tmp_path_factory.mktemp("demo-out")
     assert cli.main(["run", str(REPO / "jobs" / "demo.yaml"), f"output.root={root}",
-                     "runner=local"]) == 0
+                     "runner=local", "runner.threads=1"]) == 0
     return root / "demo"
 
 
