@@ -14,7 +14,7 @@ import math
 import pandas as pd
 
 from .compare import compare
-from .load import ResultsError
+from animagine_batch.rundir import ResultsError
 
 
 def _aspect(size: str) -> float:

@@ -8,55 +8,23 @@ levels of the axis for each metric.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
-import yaml
+
+from animagine_batch.rundir import ResultsError
+from animagine_batch.rundir.jobfile import axis_levels, job_axes
+from animagine_batch.rundir.provenance import LOWER_IS_BETTER, directions
 
 from . import stats
-from .load import ResultsError, part_files
 
+__all__ = ["axis_levels", "compare", "directions", "interaction", "job_axes",
+           "marginal_effects", "metric_columns"]
 BASE_FACTORS = ["model", "prompt_key", "seed", "sampler", "steps", "cfg", "width", "height"]
-LOWER_IS_BETTER = {"gen_seconds"}
 DERIVED = {"model": ["model_name"], "size": ["width", "height"], "width": ["size"],
            "height": ["size"], "model_name": ["model"]}
 # columns that name or describe one image rather than the factors that made it
 IDENTITY = {"task_id", "job", "image_path", "image_sha256", "status", "error", "gen_seconds",
             "worker", "prompt_tokens"}
-
-
-def job_axes(run_dir: Path | str) -> list[str]:
-    """The sweep axes of a run (grid then zip), from its job.yaml."""
-    path = Path(run_dir) / "job.yaml"
-    if not path.is_file():
-        return []
-    try:
-        job = (yaml.safe_load(path.read_text()) or {}).get("job", {})
-    except yaml.YAMLError as e:
-        raise ResultsError(f"{path} is not valid YAML: {e}") from None
-    sweep = job.get("sweep") or {}
-    return [*(sweep.get("grid") or {}), *(sweep.get("zip") or {})]
-
-
-def axis_levels(run_dir: Path | str, axis: str) -> list:
-    job = yaml.safe_load((Path(run_dir) / "job.yaml").read_text()).get("job", {})
-    sweep = job.get("sweep") or {}
-    levels = {**(sweep.get("grid") or {}), **(sweep.get("zip") or {})}.get(axis, [])
-    return list({repr(v): v for v in levels}.values())  # a zip axis may repeat a level
-
-
-def directions(run_dir: Path | str) -> dict[str, bool]:
-    """Column -> higher_is_better, from the scorer provenance in the results' Parquet metadata."""
-    out = {c: False for c in LOWER_IS_BETTER}
-    for path in part_files(Path(run_dir) / "results")[-1:]:
-        meta = pq.read_schema(path).metadata or {}
-        prov = json.loads(meta.get(b"animagine_batch", b"{}"))
-        for scorer in (prov.get("scorers") or {}).values():
-            out.update(scorer.get("higher_is_better") or {})
-    return out
 
 
 def _numeric(s: pd.Series) -> pd.Series:

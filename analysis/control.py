@@ -32,7 +32,7 @@ from animagine_batch.tags import parse_special
 
 from . import stats
 from .compare import _numeric, compare
-from .load import ResultsError
+from animagine_batch.rundir import ResultsError
 
 NONE = "none"
 ORDINAL = ("quality", "year", "aesthetic")

@@ -17,8 +17,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
 from .compare import BASE_FACTORS, DERIVED
-from .images import ImageProblem, open_image
-from .load import ResultsError, warn
+from animagine_batch.rundir.images import ImageProblem, open_image
+from animagine_batch.rundir import ResultsError, warn
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)

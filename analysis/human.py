@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from . import stats
-from .load import ResultsError
+from animagine_batch.rundir import ResultsError
 
 PSEUDO = 0.5
 METRIC = "human"

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .compare import group_codes, pair_key
 from .human import fit_strengths
-from .load import ResultsError
+from animagine_batch.rundir import ResultsError
 
 
 @dataclass(frozen=True)

@@ -16,24 +16,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from .load import ResultsError, part_files
+from animagine_batch.rundir import ResultsError
+from animagine_batch.rundir.layout import all_parts
+from animagine_batch.rundir.provenance import part_scorers
 
 IDENTITY = ("kind", "version", "id", "revision", "path", "model", "pretrained", "embedded",
             "model_name", "resize_mode", "preprocessing")
 NOT_RECORDED = "not recorded"
-
-
-def _meta(path: Path) -> dict:
-    raw = (pq.read_schema(path).metadata or {}).get(b"animagine_batch", b"{}")
-    return json.loads(raw)
-
-
-def _scorers(path: Path, rescored: bool) -> dict[str, dict]:
-    """Scorer name -> its provenance, for one results part or one rescoring part."""
-    meta = _meta(path)
-    if rescored:
-        return {str(meta.get("scorer", path.parent.name)): meta}
-    return dict(meta.get("scorers") or {})
 
 
 def identity(desc: dict) -> dict:
@@ -52,14 +41,9 @@ def _maker(scorers: dict[str, dict], metric: str) -> tuple[str, dict] | None:
 def metric_sources(run_dir: Path | str, metrics: list[str]) -> dict[str, list[dict]]:
     """metric -> the distinct scorer identities its values come from, each with the scorer
     name and the number of tasks whose value it made."""
-    run_dir = Path(run_dir)
-    parts = [(p, False) for p in part_files(run_dir / "results")]
-    scores = run_dir / "scores"
-    for folder in sorted(f for f in scores.iterdir() if f.is_dir()) if scores.is_dir() else []:
-        parts += [(p, True) for p in part_files(folder)]
     frames = []
-    for order, (path, rescored) in enumerate(parts):
-        scorers = _scorers(path, rescored)
+    for order, (path, rescored) in enumerate(all_parts(run_dir)):
+        scorers = part_scorers(path, rescored)
         names = set(pq.read_schema(path).names)
         made = {m: _maker(scorers, m) for m in metrics if m in names}
         made = {m: v for m, v in made.items() if v is not None}

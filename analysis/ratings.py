@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .load import ResultsError
+from animagine_batch.rundir import ResultsError
 
 FOLDER = "ratings"
 CHOICES = ("left", "right", "tie", "skip")

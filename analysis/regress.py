@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import stats
 from .compare import _numeric, check_unique, finished, group_codes, require_columns
-from .load import ResultsError
+from animagine_batch.rundir import ResultsError
 
 MATCH = ["prompt", "negative_prompt", "prompt_key", "seed", "sampler", "steps", "cfg", "width",
          "height"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .load import ResultsError, load_run
+from animagine_batch.rundir import ResultsError, load_run
 
 HUMAN_SHOW = ["axis", "level", "reference", "n_votes", "n_ties", "n_prompts", "strength",
               "ci_low", "ci_high", "ci_level", "prefer", "prefer_low", "prefer_high", "win_rate",

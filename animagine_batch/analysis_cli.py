@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import ResultsError, load_run
-from analysis.outputs import check_file_output, check_output, write_atomically
+
+from .rundir.outputs import check_file_output, check_output, write_atomically
 
 from .export import SHARD_ROWS
 from .kohya import LAYOUTS

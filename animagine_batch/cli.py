@@ -21,8 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from .datafiles import check_job_file, check_run_dir
-from .errors import ConfigError
+from .datafiles import check_job_file
+from .errors import ConfigError, ResultsError
+from .rundir.layout import check_run_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
 
@@ -230,8 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:
         args.overrides = [*args.overrides, *extra]
-    from analysis import ResultsError
-    from analysis.load import show_warnings_plainly
+    from .rundir.read import show_warnings_plainly
 
     show_warnings_plainly()
     try:

@@ -6,8 +6,7 @@ byte otherwise; `load_yaml` reads YAML with the safe loader and refuses an alias
 file whose anchors expand to millions of nodes) before building it; `check_job_file` refuses
 what would let a job file run code, read the environment or reach files outside `conf/` and its
 own folder: OmegaConf interpolation (`${oc.env:...}`, `${oc.decode:...}`), a `hydra:` section,
-instantiation keys (`_target_`) and `defaults` entries that are not plain config names;
-`check_run_dir` refuses a run directory whose folders are links elsewhere.
+instantiation keys (`_target_`) and `defaults` entries that are not plain config names.
 """
 
 from __future__ import annotations
@@ -193,26 +192,6 @@ def _file_problems(path: Path, conf: Path, folder: Path) -> tuple[list[str], lis
         found, pulled = _defaults(data["defaults"], where, conf, folder)
         problems += found
     return problems, pulled
-
-
-RUN_FOLDERS = ("images", "results", "scores", "grids", "report")
-
-
-def check_run_dir(run_dir: Path, named_by_user: bool = False) -> None:
-    """A run directory is data too: no folder inside it, nor the run directory itself when a job
-    names it (<output.root>/<name>), may be a symbolic link, which would send the files a run
-    writes somewhere else. A link the user names on the command line (a run directory given by
-    path, an output root) is the user's own choice and is followed."""
-    run_dir = Path(run_dir)
-    inside = [run_dir / f for f in RUN_FOLDERS]
-    links = [p for p in (inside if named_by_user else [run_dir, *inside]) if p.is_symlink()]
-    scores = run_dir / "scores"
-    if scores.is_dir() and not scores.is_symlink():
-        links += [p for p in scores.iterdir() if p.is_symlink()]
-    if links:
-        raise ConfigError([f"run directory {run_dir}: {p} is a symbolic link (to "
-                           f"{p.resolve()}); a run writes only into real folders of its own "
-                           "run directory; replace the link with a folder" for p in links])
 
 
 def check_job_file(path: Path, conf: Path) -> None:

@@ -11,16 +11,19 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, models, offline, rerun
+from . import __version__, models, offline
 from . import prompts as P
-from . import store as S
 from . import sweep
 from .config import JobSpec, count_tasks, is_off
 from .generate import token_count
-from .runlock import RunLock
+from .rundir import done_ids
+from .rundir import jobfile
+from .rundir.lock import RunLock
+from .rundir.schema import axis_type, results_schema
+from .rundir.verify import verify as verify_run
+from .rundir.write import RunStore, check_writable
 from .runners import WorkerContext, make_runner
 from .scorers import reference, registry
-from .verify import verify as verify_run
 
 TOKEN_LIMIT = 75  # each CLIP encoder sees 77 positions: start, 75 tokens, end
 
@@ -79,7 +82,7 @@ def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
 
 
 def axis_types(spec: JobSpec) -> dict[str, str]:
-    return {a: S.axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes}
+    return {a: axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes}
 
 
 def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
@@ -113,7 +116,7 @@ def loaded_provenance(schema, prov: dict, result):
 def dry_run(plan: Plan, out=None) -> None:
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     spec = plan.spec
-    done = S.done_ids(spec.run_dir) if spec.run_dir.is_dir() else set()
+    done = done_ids(spec.run_dir) if spec.run_dir.is_dir() else set()
     pending = [t for t in plan.tasks if t.task_id not in done]
     units = sweep.units(pending, spec.generation.batch_size)
     print(f"job {spec.name}: {len(plan.tasks):,} tasks ({len(done & {t.task_id for t in plan.tasks}):,}"
@@ -146,7 +149,7 @@ def score_columns(spec: JobSpec) -> list[str]:
 
 
 def _summary(spec: JobSpec, out, seconds: float, generated: int, scores: list[str]) -> None:
-    from analysis import load_run
+    from .rundir import load_run
 
     df = load_run(spec.run_dir)
     current = df
@@ -167,7 +170,7 @@ def run(plan: Plan, raw: dict, out=None, verify: bool = False, extend: bool = Fa
     """Run (or resume) the job. Returns the number of images generated in this invocation.
 
     The run directory is locked for this process (a second `run` into it is refused). A rerun
-    that would change column types or the experiment is refused unless `extend` (rerun.py);
+    that would change column types or the experiment is refused unless `extend` (rundir/jobfile.py);
     `verify` re-checks finished images against their hashes and generates the damaged again.
     Nothing but the lock is written before the first unit's result arrives, so a model or
     scorer that fails to load (locally or in a Ray worker) leaves no output behind.
@@ -176,7 +179,7 @@ def run(plan: Plan, raw: dict, out=None, verify: bool = False, extend: bool = Fa
     spec = plan.spec
     for w in long_prompt_warnings(plan.tasks):
         print(f"warning: {w}", file=out)
-    S.check_writable(Path(spec.output.root))
+    check_writable(Path(spec.output.root))
     with RunLock(spec.run_dir):
         return _run_locked(plan, raw, out, verify, extend)
 
@@ -187,19 +190,19 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
     spec = plan.spec
     has_results = (spec.run_dir / "results").is_dir()
     redo = verify_run(spec.run_dir, out) if verify and has_results else set()
-    done = (S.done_ids(spec.run_dir) if has_results else set()) - redo
+    done = (done_ids(spec.run_dir) if has_results else set()) - redo
     pending = [t for t in plan.tasks if t.task_id not in done]
     n_done = len(plan.tasks) - len(pending)
     prov = {**provenance(spec, raw, plan.identities),
-            "prompt_set": rerun.prompt_set_digest(plan.prompt_set)}
+            "prompt_set": jobfile.prompt_set_digest(plan.prompt_set)}
     scorer_columns = {k: v for sc in spec.scorers for k, v in registry.columns(sc).items()}
-    schema = S.results_schema(axis_types(spec), scorer_columns, prov)
-    before = rerun.check(spec.run_dir, raw, prov, schema, extend)
+    schema = results_schema(axis_types(spec), scorer_columns, prov)
+    before = jobfile.check(spec.run_dir, raw, prov, schema, extend)
     if not pending:
         print(f"job {spec.name}: {n_done:,} done, 0 to do; run directory {spec.run_dir}", file=out)
         return 0
     units = sweep.units(pending, spec.generation.batch_size)
-    store = S.RunStore(spec.run_dir, schema)
+    store = RunStore(spec.run_dir, schema)
     ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
                         runner=spec.runner, png_compress_level=spec.output.png_compress_level,
                         scorers=spec.scorers, images=dict(Counter(t.model for t in pending)))
@@ -218,7 +221,7 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
                     store.schema = loaded_provenance(store.schema, prov, result)
                     if result.extra.get("scorers"):
                         bar.write(reference.summary(result.extra["scorers"]), file=out)
-                    store.open(rerun.job_yaml(raw, prov, before))
+                    store.open(jobfile.job_yaml(raw, prov, before))
                 setup = (result.worker, result.extra.get("setup"))
                 if setup[1] and setup not in reported:  # each worker's pipeline set-up, once
                     reported.add(setup)

@@ -28,3 +28,10 @@ class StorageError(ConfigError):
     saved, and rerunning the same command resumes once there is room."""
 
     exit_code = 74  # EX_IOERR of sysexits.h: distinct from bad input (2) and regressions (1)
+
+
+class ResultsError(Exception):
+    """A run directory, results file or output path that a command cannot use (exit status 2);
+    the text names it and what to do."""
+
+    exit_code = 2

@@ -29,14 +29,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from analysis import ResultsError, load_run, selection
+from analysis import selection
 from analysis.diversity import EMBEDDING, embeddings
-from analysis.images import ImageProblem, check_image, listed, read_image
-from analysis.load import part_files, warn
-from analysis.outputs import check_output, contained_run
 
 from . import __version__, kohya
 from . import tags as T
+from .errors import ResultsError
+from .rundir import load_run, warn
+from .rundir.images import ImageProblem, check_image, listed, read_image
+from .rundir.layout import all_parts
+from .rundir.outputs import check_output, contained_run
 
 FORMATS = ("kohya", "hf-parquet")
 RATING_FROM_WD14 = {"general": "safe", "sensitive": "sensitive", "questionable": "nsfw",
@@ -277,9 +279,7 @@ def shard_schema(run_dir: Path, table: pd.DataFrame) -> pa.Schema:
     declared (its results and scores parts), whatever a shard holds; text for the joined
     `wd14_tags`; for any other column the type of the whole column (text where all of it is
     null). Per-shard inference would type a column that is null throughout one shard as null."""
-    parts = part_files(run_dir / "results")
-    scores = run_dir / "scores"
-    parts += [p for d in sorted(scores.iterdir() if scores.is_dir() else []) for p in part_files(d)]
+    parts = [p for p, _ in all_parts(run_dir)]
     declared = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in parts],
                                 promote_options="permissive") if parts else pa.schema([])
     fields = []

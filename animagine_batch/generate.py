@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import accel
-from . import __version__, metadata, model_loading, models, passes, samplers, weighting
+from . import __version__, model_loading, models, passes, samplers, weighting
+from .rundir import metadata
 from .config import PASS_AXES, ModelSpec, RunnerSpec, is_off
 from .sweep import Task, Unit
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-
-from analysis.images import ImageProblem, check_image, listed, open_image
-from analysis.load import load_run, read_parts
-
-from . import store as S
 from .errors import ConfigError
-from .runlock import RunLock
+from .rundir import load_run
+from .rundir.images import ImageProblem, check_image, listed, open_image
+from .rundir.lock import RunLock
+from .rundir.schema import scores_schema
+from .rundir.write import ScoresStore
 from .scorers import reference, registry
 from .scorers.registry import ScorerSpec
 
@@ -36,15 +33,6 @@ def config_hash(spec: ScorerSpec) -> str:
     options = json.dumps({k: v for k, v in spec.options.items() if k != "reference"},
                          sort_keys=True)
     return hashlib.sha256(f"{spec.kind}|{cls.version}|{options}".encode()).hexdigest()[:16]
-
-
-def _done(folder: Path, digest: str) -> set[str]:
-    """Tasks this folder already holds scores for, made with the same scorer config."""
-    t = read_parts(folder, ["task_id", "scorer_config"])
-    if t.num_rows == 0:
-        return set()
-    return {i for i, h in zip(t["task_id"].to_pylist(), t["scorer_config"].to_pylist())
-            if h == digest}
 
 
 def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None) -> dict:
@@ -84,26 +72,19 @@ def _score_all(run_dir: Path, ok, scorers, out) -> dict:
 
     done_counts = {}
     for spec, scorer in scorers:
-        folder = S.run_folder(run_dir, f"scores/{spec.name}")
-        for leftover in folder.glob(".tmp-*"):
-            leftover.unlink(missing_ok=True)
         digest = config_hash(spec)
-        done = _done(folder, digest)
+        store = ScoresStore(run_dir, spec.name, _schema(spec, digest, scorer))
+        done = store.done(digest)
         todo = ok[~ok["task_id"].isin(done)]
         print(f"scorer {spec.name}: {len(ok) - len(todo):,} done, {len(todo):,} to do", file=out)
-        schema = _schema(spec, digest, scorer)
-        seq = max((int(m.group(1)) for p in folder.glob("part-*.parquet")
-                   if (m := re.match(r"part-(\d+)", p.name))), default=-1) + 1
         records = todo.to_dict("records")
         with tqdm(total=len(records), unit="img", desc=spec.name, file=sys.stderr) as bar:
             for i in range(0, len(records), CHUNK):
                 rows = records[i : i + CHUNK]
                 images = [_image(run_dir, r) for r in rows]
                 columns = scorer(images, rows)
-                table = pa.table({"task_id": [r["task_id"] for r in rows], **columns,
-                                  "scorer_config": [digest] * len(rows)}, schema=schema)
-                S.atomic_write_table(folder / f"part-{seq:06d}.parquet", table)
-                seq += 1
+                store.write({"task_id": [r["task_id"] for r in rows], **columns,
+                             "scorer_config": [digest] * len(rows)})
                 bar.update(len(rows))
         done_counts[spec.name] = len(records)
     return done_counts
@@ -116,10 +97,6 @@ def _image(run_dir: Path, row: dict):
         raise ConfigError(f"score stopped: {e}; the scores written so far are kept") from None
 
 
-def _schema(spec: ScorerSpec, digest: str, scorer=None) -> pa.Schema:
-    cols = registry.columns(spec)
-    fields = [pa.field("task_id", pa.string())]
-    fields += [pa.field(c, S.TYPES[t]) for c, t in cols.items()]
-    fields.append(pa.field("scorer_config", pa.string()))
+def _schema(spec: ScorerSpec, digest: str, scorer=None):
     meta = {"scorer": spec.name, "config": digest, **registry.describe(spec, scorer)}
-    return pa.schema(fields).with_metadata({"animagine_batch": json.dumps(meta, sort_keys=True)})
+    return scores_schema(registry.columns(spec), meta)

@@ -100,7 +100,7 @@ def one_unit(tasks_):
 def rescore_interrupted(monkeypatch, run, specs, chunk: int) -> None:
     """Rescore `run` in parts of `chunk` images and stop (as on Ctrl-C) once the first part is
     written: half a rescoring, as an interrupted `score` leaves it."""
-    from animagine_batch import store
+    from animagine_batch.rundir import write as store
     from animagine_batch.rescore import rescore
 
     monkeypatch.setattr("animagine_batch.rescore.CHUNK", chunk)

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from analysis import load_run
-from analysis.load import RunWarning
+from animagine_batch.rundir import RunWarning
 from animagine_batch import cli
 from conftest import REPO
 
@@ -240,7 +240,7 @@ def test_incompatible_and_foreign_parts_are_reported_and_skipped(demo_run, tmp_p
         rc, out, err = main(capsys, *args)
         assert rc == 0, (args, err)
     assert len(pq.read_table(tmp_path / "t.parquet")) == 24 - t.num_rows
-    from animagine_batch import store
+    from animagine_batch.rundir import write as store
 
     store.RunStore(run, pq.read_schema(parts[0])).compact(min_parts=2)
     left = sorted(p.name for p in (run / "results").iterdir())
@@ -401,7 +401,7 @@ def test_a_lock_left_by_a_killed_run_does_not_block(demo_run, tmp_path, capsys):
 
 
 def test_a_job_that_fails_before_its_first_image_leaves_no_folder(tmp_path):
-    from animagine_batch.runlock import RunLock
+    from animagine_batch.rundir.lock import RunLock
 
     with pytest.raises(RuntimeError, match="model failed"):
         with RunLock(tmp_path / "new_root" / "demo"):

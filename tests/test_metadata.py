@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 import clients
-from animagine_batch import metadata, models, sweep
+from animagine_batch import models, sweep
 from animagine_batch.config import ModelSpec
 from animagine_batch.offline_lora import ensure_lora
+from animagine_batch.rundir import metadata
 from conftest import REPO, one_unit, run_cli
 
 

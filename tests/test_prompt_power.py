@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from animagine_batch import cli, generate, metadata, sweep
+from animagine_batch import cli, generate, sweep
 from animagine_batch import prompts as P
 from animagine_batch.config import WildcardSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.offline_lora import ensure_lora
+from animagine_batch.rundir import metadata
 from conftest import REPO, one_unit, pixels, run_cli
 
 
@@ -247,7 +248,7 @@ def test_bad_pass_and_wildcard_options_exit_2(tmp_path):
 
 
 def test_pass_axes_are_text_columns_whatever_their_levels():
-    from animagine_batch import store
+    from animagine_batch.rundir import schema as store
 
     assert store.axis_type([1.5], "hires.scale") == store.axis_type(["none", 1.5], "hires.scale") \
         == "string"

@@ -12,7 +12,8 @@ import yaml
 from PIL import Image
 
 from analysis import load_run
-from animagine_batch import cli, metadata
+from animagine_batch import cli
+from animagine_batch.rundir import metadata
 from conftest import REPO, run_cli
 
 

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 
 from analysis import ResultsError, load_run
-from animagine_batch import metadata, store
+from animagine_batch.rundir import metadata
+from animagine_batch.rundir import schema as S
+from animagine_batch.rundir import write as store
 from animagine_batch.errors import ConfigError
 from animagine_batch.generate import UnitResult
 
@@ -42,7 +44,7 @@ def test_png_carries_both_chunks_and_is_deterministic():
 
 
 def test_schema_types_and_unknown_columns(tmp_path):
-    schema = store.results_schema({"quality": "string", "cfg": "float64", "hires": "float64"},
+    schema = S.results_schema({"quality": "string", "cfg": "float64", "hires": "float64"},
                                   {"aesthetic_score": "float32"}, {"package": "x"})
     assert schema.field("steps").type == pa.int32() and schema.field("cfg").type == pa.float64()
     assert schema.field("seed").type == pa.int64() and schema.field("hires").type == pa.float64()
@@ -58,13 +60,13 @@ def test_decimal_settings_read_back_as_written(tmp_path):
     """cfg and the hi-res settings are float64: a query with the number the user wrote finds
     them, and group labels print as written; a part written before (float32) still reads."""
     run = tmp_path / "run"
-    old = store.results_schema({}, {}).set(
-        store.results_schema({}, {}).get_field_index("hires_strength"),
+    old = S.results_schema({}, {}).set(
+        S.results_schema({}, {}).get_field_index("hires_strength"),
         pa.field("hires_strength", pa.float32()))
     s = store.RunStore(run, old)
     s.open("job: {}\n")
     s.write(UnitResult("u0", [_row("old", "ok", hires_strength=0.55)], [None], 0.1))
-    s.schema = store.results_schema({}, {})
+    s.schema = S.results_schema({}, {})
     s.write(UnitResult("u1", [_row("a", "ok", cfg=6.3, hires_scale=1.3, hires_strength=0.55),
                               _row("b", "ok", cfg=4.1, hires_scale=1.3, hires_strength=0.35)],
                        [None, None], 0.1))
@@ -81,7 +83,7 @@ def _row(task_id, status, **kw):
 
 
 def test_writes_are_atomic_and_png_precedes_row(tmp_path):
-    schema = store.results_schema({}, {})
+    schema = S.results_schema({}, {})
     s = store.RunStore(tmp_path / "run", schema)
     s.open("job: {}\n")
     (tmp_path / "run" / "images" / ".tmp-leftover").write_bytes(b"x")
@@ -95,7 +97,7 @@ def test_writes_are_atomic_and_png_precedes_row(tmp_path):
 
 
 def test_load_run_prefers_finished_rows_then_the_latest(tmp_path):
-    schema = store.results_schema({}, {})
+    schema = S.results_schema({}, {})
     s = store.RunStore(tmp_path / "run", schema)
     s.open("")
     s.write(UnitResult("u1", [_row("a", "error", error="oom"), _row("b", "ok")], [None, None], 1))
@@ -117,7 +119,7 @@ def test_compaction_keeps_parts_of_different_provenance_apart(tmp_path):
     for i, prov in enumerate(({"scorers": {"s": {"version": "1"}}},
                               {"scorers": {"s": {"version": "1"}}},
                               {"scorers": {"s": {"version": "2"}}})):
-        s = store.RunStore(tmp_path / "run", store.results_schema({}, {}, prov))
+        s = store.RunStore(tmp_path / "run", S.results_schema({}, {}, prov))
         s.open("")
         s.write(UnitResult(f"u{i}", [_row(f"t{i}", "ok")], [None], 1))
     s.compact(min_parts=2)

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from ..compare import directions, job_axes
-from ..load import ResultsError, load_run
+from animagine_batch.rundir import ResultsError, load_run
 from .data import detail_records, gallery_data, write_atomic, write_data
 from .thumbs import make_thumbnails, thumb_name
 

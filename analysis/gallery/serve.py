@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from .. import selection
-from ..load import ResultsError
+from animagine_batch.rundir import ResultsError
 from ..webserver import file_reply, json_reply
 
 

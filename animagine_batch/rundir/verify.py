@@ -14,16 +14,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.images import check_image, listed
-from analysis.load import load_run, part_files
+from .images import check_image, listed
+from .layout import DAMAGED, RESULTS, part_files, score_folders
+from .read import load_run
 
 
 def set_aside_unreadable(run_dir: Path) -> list[str]:
     """Move results and scores parts that cannot be read fully into damaged/; their names."""
     run_dir = Path(run_dir)
-    folders = [run_dir / "results"]
-    scores = run_dir / "scores"
-    folders += sorted(p for p in scores.iterdir() if p.is_dir()) if scores.is_dir() else []
+    folders = [run_dir / RESULTS, *score_folders(run_dir)]
     moved = []
     for folder in folders:
         for part in part_files(folder):
@@ -31,7 +30,7 @@ def set_aside_unreadable(run_dir: Path) -> list[str]:
                 pq.read_table(part)
             except (pa.ArrowInvalid, OSError):
                 rel = part.relative_to(run_dir)
-                target = run_dir / "damaged" / rel
+                target = run_dir / DAMAGED / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(part, target)
                 moved.append(str(rel))

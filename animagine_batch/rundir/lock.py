@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 LOCK_NAME = ".lock"
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .load import ResultsError
+from ..errors import ResultsError
 
 ADVICE = "choose a path outside every run directory and output root; nothing was written"
 

@@ -1,74 +1,24 @@
-"""The run directory: explicit Parquet schema, atomic writes, resume index.
+"""Writing a run directory: atomic files, the results store and the scores store.
 
-Layout: `job.yaml`, `images/<task_id>.png`, `results/part-<seq>-<unit>.parquet`. Every file is
-written to a temporary name in its folder, flushed to disk and renamed, and a unit's rows are
-written only after its PNGs, so a run killed at any moment leaves only whole files.
+Every file is written to a temporary name in its folder, flushed to disk and renamed, and a
+unit's rows are written only after its PNGs, so a run killed at any moment leaves only whole
+files. A write the disk refuses is a `StorageError` (exit 74) naming the file.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.load import RESULT_KEYS, done_ids, part_files, usable_parts
-
-from .config import PASS_AXES
-from .errors import ConfigError, StorageError
-
-TYPES = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
-         "float32": pa.float32(), "float64": pa.float64(), "bool": pa.bool_(),
-         "list<string>": pa.list_(pa.string()), "binary": pa.binary()}
-
-# The results-table contract (DESIGN.md); axis and scorer columns are added per job. Settings a
-# user writes as decimals (cfg, the hi-res scale and strength) are float64, so they read back as
-# written (0.55, not float32's 0.550000011920929) and compare equal to the numbers in a query.
-HEAD_COLUMNS = [
-    ("task_id", "string"), ("job", "string"), ("model", "string"), ("model_name", "string"),
-    ("prompt_key", "string"), ("subject", "string"), ("character", "string"),
-    ("series", "string"), ("prompt", "string"), ("negative_prompt", "string"),
-    ("content_prompt", "string"), ("sampler", "string"), ("steps", "int32"), ("cfg", "float64"),
-    ("width", "int32"), ("height", "int32"), ("seed", "int64"), ("weighting", "string"),
-    ("hires_scale", "float64"), ("hires_strength", "float64"), ("loras", "string"),
-]
-TAIL_COLUMNS = [
-    ("prompt_tokens", "int32"), ("image_path", "string"), ("image_sha256", "string"),
-    ("status", "string"), ("error", "string"), ("gen_seconds", "float64"), ("worker", "string"),
-]
-FIXED = {name for name, _ in HEAD_COLUMNS + TAIL_COLUMNS}
-
-
-def axis_type(levels, axis: str = "") -> str:
-    """Arrow type of an axis column from its declared levels. Hi-res and LoRA axes are always
-    text: `none` (the pass off) stays a level analyses can group by, and a resumed run that adds
-    `none` to the levels keeps the column's type (the numbers are in hires_scale, ...)."""
-    if axis in PASS_AXES:
-        return "string"
-    if all(isinstance(v, bool) for v in levels):
-        return "bool"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
-        return "int64"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
-        return "float64"
-    return "string"
-
-
-def results_schema(axes: dict[str, str], scorer_columns: dict[str, str],
-                   provenance: dict | None = None) -> pa.Schema:
-    cols = list(HEAD_COLUMNS)
-    cols += [(a, t) for a, t in axes.items() if a not in FIXED]
-    cols += TAIL_COLUMNS + list(scorer_columns.items())
-    schema = pa.schema([pa.field(n, TYPES[t]) for n, t in cols])
-    if provenance:
-        schema = schema.with_metadata({"animagine_batch": json.dumps(provenance, sort_keys=True)})
-    return schema
-
+from ..errors import ConfigError, StorageError
+from .layout import IMAGES, JOB_FILE, RESULTS, clear_leftovers, next_part_number, part_name
+from .read import RESULT_KEYS, done_ids, read_parts, usable_parts
+from .schema import META_KEY
 
 def _fsync_dir(path: Path) -> None:
     try:
@@ -170,22 +120,17 @@ class RunStore:
 
     def __init__(self, run_dir: Path, schema: pa.Schema):
         self.run_dir = Path(run_dir)
-        self.images = self.run_dir / "images"
-        self.results = self.run_dir / "results"
+        self.images = self.run_dir / IMAGES
+        self.results = self.run_dir / RESULTS
         self.schema = schema
         self._seq = 0
 
     def open(self, job_yaml: str) -> None:
         """Create the folders, clear leftovers of a killed run, write job.yaml."""
-        run_folder(self.run_dir, "images")
-        run_folder(self.run_dir, "results")
-        for folder in (self.images, self.results):
-            for leftover in folder.glob(".tmp-*"):
-                leftover.unlink(missing_ok=True)
-        atomic_write_bytes(self.run_dir / "job.yaml", job_yaml.encode())
-        numbers = [int(m.group(1)) for p in part_files(self.results)
-                   if (m := re.match(r"part-(\d+)", p.name))]
-        self._seq = max(numbers, default=-1) + 1
+        for folder in (run_folder(self.run_dir, IMAGES), run_folder(self.run_dir, RESULTS)):
+            clear_leftovers(folder)
+        atomic_write_bytes(self.run_dir / JOB_FILE, job_yaml.encode())
+        self._seq = next_part_number(self.results)
 
     def done_ids(self) -> set[str]:
         return done_ids(self.run_dir)
@@ -206,7 +151,7 @@ class RunStore:
         rows = [{**r, **{c: str(r[c]) for c in text if r.get(c) is not None
                          and not isinstance(r[c], str)}} for r in rows]
         table = pa.Table.from_pylist(rows, schema=self.schema)
-        atomic_write_table(self.results / f"part-{self._seq:06d}-{tag}.parquet", table)
+        atomic_write_table(self.results / part_name(self._seq, tag), table)
         self._seq += 1
         _fsync_dir(self.results)
 
@@ -222,7 +167,7 @@ class RunStore:
         damaged = (pa.ArrowInvalid, pa.ArrowTypeError, OSError)  # such a part stays, for load_run
         for p in parts:
             try:
-                meta = (pq.read_schema(p).metadata or {}).get(b"animagine_batch", b"")
+                meta = (pq.read_schema(p).metadata or {}).get(META_KEY.encode(), b"")
             except damaged:
                 continue
             groups.setdefault(meta, []).append(p)
@@ -235,9 +180,32 @@ class RunStore:
             except damaged:
                 continue
             if meta:
-                table = table.replace_schema_metadata({b"animagine_batch": meta})
-            atomic_write_table(self.results / f"part-{self._seq:06d}-compact.parquet", table)
+                table = table.replace_schema_metadata({META_KEY.encode(): meta})
+            atomic_write_table(self.results / part_name(self._seq, "compact"), table)
             self._seq += 1
             for p in group:
                 p.unlink()
         _fsync_dir(self.results)
+
+
+class ScoresStore:
+    """Writes one scorer's rescoring parts (`scores/<scorer>/`), a chunk at a time."""
+
+    def __init__(self, run_dir: Path, scorer: str, schema: pa.Schema):
+        self.folder = run_folder(run_dir, f"scores/{scorer}")
+        clear_leftovers(self.folder)
+        self.schema = schema
+        self._seq = next_part_number(self.folder)
+
+    def done(self, config_hash: str) -> set[str]:
+        """Tasks this folder already holds scores for, made with the same scorer config."""
+        t = read_parts(self.folder, ["task_id", "scorer_config"])
+        if t.num_rows == 0:
+            return set()
+        return {i for i, h in zip(t["task_id"].to_pylist(), t["scorer_config"].to_pylist())
+                if h == config_hash}
+
+    def write(self, columns: dict[str, list]) -> None:
+        atomic_write_table(self.folder / part_name(self._seq),
+                           pa.table(columns, schema=self.schema))
+        self._seq += 1

@@ -1,4 +1,4 @@
-"""Rerunning a job into an existing run directory: what may change, and job.yaml's history.
+"""A run's job.yaml: what the run was asked, what a rerun may change, and its history.
 
 - Column types: a job whose results columns cannot be merged with the rows already in the run
   (an axis whose levels were numbers and are now text, ...) is refused; one run directory cannot
@@ -25,9 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from analysis.load import RESULT_KEYS, usable_parts
-
-from .errors import ConfigError
+from ..errors import ConfigError
+from .layout import JOB_FILE, RESULTS
+from .read import RESULT_KEYS, usable_parts
 
 RUN_KEYS = ("name", "runner", "output", "max_tasks")  # how a job runs, not what it asks
 SWEEP_KEYS = ("grid", "zip", "seeds", "base_seed", "sample")
@@ -56,7 +56,7 @@ class _Dumper(yaml.SafeDumper):
 
 def previous(run_dir: Path) -> dict | None:
     """The run's job.yaml as data, or None when there is none."""
-    path = Path(run_dir) / "job.yaml"
+    path = Path(run_dir) / JOB_FILE
     if not path.is_file():
         return None
     try:
@@ -65,6 +65,25 @@ def previous(run_dir: Path) -> dict | None:
         raise ConfigError(f"{path} cannot be read ({' '.join(str(e).split())}); restore it or "
                           "give the job a new name") from None
     return data if isinstance(data, dict) and isinstance(data.get("job"), dict) else None
+
+
+def job_section(run_dir: Path | str) -> dict:
+    """The configuration the run was made with (job.yaml's `job`), {} when it has none."""
+    data = previous(Path(run_dir))
+    return data["job"] if data else {}
+
+
+def job_axes(run_dir: Path | str) -> list[str]:
+    """The sweep axes of a run (grid then zip), from its job.yaml."""
+    sweep = job_section(run_dir).get("sweep") or {}
+    return [*(sweep.get("grid") or {}), *(sweep.get("zip") or {})]
+
+
+def axis_levels(run_dir: Path | str, axis: str) -> list:
+    """An axis's distinct levels in the order the job lists them (a zip axis may repeat one)."""
+    sweep = job_section(run_dir).get("sweep") or {}
+    levels = {**(sweep.get("grid") or {}), **(sweep.get("zip") or {})}.get(axis, [])
+    return list({repr(v): v for v in levels}.values())
 
 
 def _experiment(job: dict, prov: dict) -> dict:
@@ -105,7 +124,7 @@ def experiment_changes(before: dict, raw: dict, prov: dict) -> list[str]:
 def type_clashes(run_dir: Path, schema: pa.Schema) -> list[str]:
     """Columns the job would write with a type the run's parts cannot be merged with."""
     found: dict[str, str] = {}
-    for path in usable_parts(Path(run_dir) / "results", RESULT_KEYS):
+    for path in usable_parts(Path(run_dir) / RESULTS, RESULT_KEYS):
         old = pq.read_schema(path)
         for field in schema:
             if field.name in found or field.name not in old.names:

@@ -15,14 +15,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..errors import ResultsError
+from .layout import RESULTS, part_files, score_folders
+
 DONE_STATUSES = ("ok", "nan")  # an `error` row is retried when the job is rerun
 RESULT_KEYS = ("task_id", "status")
-
-
-class ResultsError(Exception):
-    """A run directory or results file that cannot be read."""
-
-    exit_code = 2
 
 
 class RunWarning(UserWarning):
@@ -43,13 +40,6 @@ def show_warnings_plainly() -> None:
         return original(message, category, filename, lineno, line)
 
     warnings.formatwarning = fmt
-
-
-def part_files(folder: Path | str) -> list[Path]:
-    """The parts of a folder (`results/`, `scores/<scorer>/`) in write order (their names carry a
-    sequence number)."""
-    folder = Path(folder)
-    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
 
 
 def _unreadable(path: Path, e: Exception) -> ResultsError:
@@ -122,7 +112,7 @@ def read_parts(folder: Path | str, columns: list[str] | None = None,
 
 def done_ids(run_dir: Path | str) -> set[str]:
     """Task ids that finished (status ok or nan) in any part."""
-    t = read_parts(Path(run_dir) / "results", list(RESULT_KEYS), RESULT_KEYS)
+    t = read_parts(Path(run_dir) / RESULTS, list(RESULT_KEYS), RESULT_KEYS)
     if t.num_rows == 0:
         return set()
     mask = pc.is_in(t["status"], value_set=pa.array(DONE_STATUSES))
@@ -135,15 +125,14 @@ def load_run(run_dir: Path | str) -> pd.DataFrame:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run directory {run_dir} does not exist")
-    df = read_parts(run_dir / "results", required=RESULT_KEYS).to_pandas()
+    df = read_parts(run_dir / RESULTS, required=RESULT_KEYS).to_pandas()
     if df.empty:
         return df.drop(columns=["_part"])
     df["_done"] = df["status"].isin(DONE_STATUSES)
     df = df.sort_values(["_done", "_part"], kind="stable")
     df = df.drop_duplicates("task_id", keep="last").sort_index()
     df = df.drop(columns=["_part", "_done"]).reset_index(drop=True)
-    scores = run_dir / "scores"
-    for folder in sorted(p for p in scores.iterdir() if p.is_dir()) if scores.is_dir() else []:
+    for folder in score_folders(run_dir):
         df = merge_scores(df, folder)
     return df
 

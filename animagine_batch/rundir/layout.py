@@ -1,0 +1,87 @@
+"""The layout of a run directory: its files and folders, and how parts are named.
+
+```
+<output.root>/<name>/
+  job.yaml                         the configuration as run, its provenance and history
+  images/<task_id>.png             one PNG per finished image
+  results/part-<seq>-<tag>.parquet generation rows, one part per unit (merged when many)
+  scores/<scorer>/part-<seq>.parquet  rows of a rescoring, keyed by task_id
+  damaged/                         parts `run --verify` set aside
+  .lock                            while a run or score is writing
+```
+
+A part's name starts with `part-` and a sequence number (`PART`): readers take parts in that
+order, so a later part wins over an earlier row of the same task.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import ConfigError
+
+JOB_FILE = "job.yaml"
+IMAGES, RESULTS, SCORES, DAMAGED = "images", "results", "scores", "damaged"
+RUN_FOLDERS = (IMAGES, RESULTS, SCORES, "grids", "report")
+PART = re.compile(r"part-(\d+)")  # the sequence number of a part's name
+TEMPORARY = ".tmp-*"  # files being written: a killed writer leaves only these
+
+
+def image_path(task_id: str) -> str:
+    """Where a task's PNG lies, relative to the run directory."""
+    return f"{IMAGES}/{task_id}.png"
+
+
+def part_name(seq: int, tag: str | None = None) -> str:
+    return f"part-{seq:06d}-{tag}.parquet" if tag else f"part-{seq:06d}.parquet"
+
+
+def part_files(folder: Path | str) -> list[Path]:
+    """The parts of a folder (`results/`, `scores/<scorer>/`) in write order (their names carry a
+    sequence number)."""
+    folder = Path(folder)
+    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+
+
+def next_part_number(folder: Path | str) -> int:
+    """The sequence number the next part of a folder gets."""
+    numbers = [int(m.group(1)) for p in part_files(folder) if (m := PART.match(p.name))]
+    return max(numbers, default=-1) + 1
+
+
+def clear_leftovers(folder: Path) -> None:
+    """Remove the temporary files a killed writer left in a folder."""
+    for leftover in Path(folder).glob(TEMPORARY):
+        leftover.unlink(missing_ok=True)
+
+
+def score_folders(run_dir: Path | str) -> list[Path]:
+    """`scores/<scorer>/` folders of a run, in the order readers lay them over the results."""
+    scores = Path(run_dir) / SCORES
+    return sorted(p for p in scores.iterdir() if p.is_dir()) if scores.is_dir() else []
+
+
+def all_parts(run_dir: Path | str) -> list[tuple[Path, bool]]:
+    """Every part of a run in the order `load_run` lays them: (path, from a rescoring)."""
+    parts = [(p, False) for p in part_files(Path(run_dir) / RESULTS)]
+    for folder in score_folders(run_dir):
+        parts += [(p, True) for p in part_files(folder)]
+    return parts
+
+
+def check_run_dir(run_dir: Path, named_by_user: bool = False) -> None:
+    """A run directory is data too: no folder inside it, nor the run directory itself when a job
+    names it (<output.root>/<name>), may be a symbolic link, which would send the files a run
+    writes somewhere else. A link the user names on the command line (a run directory given by
+    path, an output root) is the user's own choice and is followed."""
+    run_dir = Path(run_dir)
+    inside = [run_dir / f for f in RUN_FOLDERS]
+    links = [p for p in (inside if named_by_user else [run_dir, *inside]) if p.is_symlink()]
+    scores = run_dir / SCORES
+    if scores.is_dir() and not scores.is_symlink():
+        links += [p for p in scores.iterdir() if p.is_symlink()]
+    if links:
+        raise ConfigError([f"run directory {run_dir}: {p} is a symbolic link (to "
+                           f"{p.resolve()}); a run writes only into real folders of its own "
+                           "run directory; replace the link with a folder" for p in links])
