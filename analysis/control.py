@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from animagine_batch.tag_levels import ORDER, RATING_TAG, target
-from animagine_batch.tags import parse_special
+from animagine_batch.spec.tag_levels import ORDER, RATING_TAG, target
+from animagine_batch.spec.tags import parse_special
 
 from . import stats
 from .compare import _numeric, compare

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .datafiles import check_job_file
+from .spec.datafiles import check_job_file
 from .errors import ConfigError, ResultsError
 from .rundir.layout import check_run_dir
 
@@ -147,7 +147,7 @@ def group_configs(group: str) -> dict[str, dict]:
 
 
 def load_spec(job: str, overrides: list[str]):
-    from .validation import parse_job
+    from .spec.parse import parse_job
 
     raw = compose_job(job, overrides)
     prompt_dirs = [conf_dir() / "prompts"]
@@ -175,7 +175,7 @@ def cmd_score(args) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from .rescore import rescore
-    from .validation import parse_scorers
+    from .spec.parse import parse_scorers
 
     try:
         settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings), resolve=True)

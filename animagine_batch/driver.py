@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, models, offline
-from . import prompts as P
-from . import sweep
-from .config import JobSpec, count_tasks, is_off
+from .spec import prompts as P
+from .spec import sweep
+from .spec.job import JobSpec, count_tasks, is_off
 from .generate import token_count
 from .rundir import done_ids
 from .rundir import jobfile

@@ -33,7 +33,7 @@ from analysis import selection
 from analysis.diversity import EMBEDDING, embeddings
 
 from . import __version__, kohya
-from . import tags as T
+from .spec import tags as T
 from .errors import ResultsError
 from .rundir import load_run, warn
 from .rundir.images import ImageProblem, check_image, listed, read_image

@@ -13,10 +13,11 @@ from typing import NamedTuple
 import numpy as np
 
 from . import accel
-from . import __version__, model_loading, models, passes, samplers, weighting
+from . import __version__, model_loading, models, passes, weighting
+from .spec import samplers
 from .rundir import metadata
-from .config import PASS_AXES, ModelSpec, RunnerSpec, is_off
-from .sweep import Task, Unit
+from .spec.job import PASS_AXES, ModelSpec, RunnerSpec, is_off
+from .spec.sweep import Task, Unit
 
 
 @dataclass

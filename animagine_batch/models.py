@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 
 from . import offline
-from .config import ModelSpec
+from .spec.job import ModelSpec
 from .errors import ConfigError
-from .model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
+from .spec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
                           safetensors_problem)
 
 def _offline() -> bool:

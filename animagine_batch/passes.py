@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import loras, weighting
-from .config import hires_side
-from .sweep import Unit
+from .spec.job import hires_side
+from .spec.sweep import Unit
 
 
 class Passes:

@@ -38,7 +38,7 @@ def config_hash(spec: ScorerSpec) -> str:
 def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None) -> dict:
     """Score every `ok` image of the run with each scorer; returns {scorer: images scored}."""
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
-    from .config import RunnerSpec
+    from .spec.job import RunnerSpec
     from .generate import resolve_device
 
     run_dir = Path(run_dir)

@@ -37,7 +37,7 @@ def tiny_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_dir):
     from animagine_batch import models
-    from animagine_batch.config import ModelSpec, RunnerSpec
+    from animagine_batch.spec.job import ModelSpec, RunnerSpec
     from animagine_batch.generate import Generator
 
     spec = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16, max_size=1024)
@@ -73,8 +73,8 @@ def compose():
 @pytest.fixture(scope="session")
 def demo_tasks(compose):
     """The demo job's tasks on the tiny model with no sweep axes: `demo_tasks(seeds, steps)`."""
-    from animagine_batch import prompts as P
-    from animagine_batch import sweep
+    from animagine_batch.spec import prompts as P
+    from animagine_batch.spec import sweep
 
     def _tasks(seeds: list[int], steps: int):
         spec = compose("demo", "sweep.grid={}", f"sweep.seeds={seeds}", f"generation.steps={steps}")
@@ -92,7 +92,7 @@ def tasks(demo_tasks):
 
 def one_unit(tasks_):
     """All of `tasks_` as one unit."""
-    from animagine_batch import sweep
+    from animagine_batch.spec import sweep
 
     return sweep.units(tasks_, 99)[0]
 

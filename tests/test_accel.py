@@ -9,8 +9,9 @@ import torch
 import yaml
 from conftest import REPO, one_unit, pixels
 
-from animagine_batch import accel, models, sweep
-from animagine_batch.config import ModelSpec, RunnerSpec
+from animagine_batch import accel, models
+from animagine_batch.spec import sweep
+from animagine_batch.spec.job import ModelSpec, RunnerSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.generate import Generator
 from animagine_batch.runners.base import WorkerContext

@@ -9,7 +9,7 @@ from analysis import stats
 from analysis.bias import size_bias
 from analysis.control import control, prompt_spearman, trend_verdicts, trends
 from animagine_batch.errors import ResultsError
-from animagine_batch.tag_levels import ORDER, QUALITY_TIERS, TIER_TAG
+from animagine_batch.spec.tag_levels import ORDER, QUALITY_TIERS, TIER_TAG
 
 QUALITY = list(ORDER["quality"])  # worst quality ... masterpiece
 

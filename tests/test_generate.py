@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from animagine_batch import samplers
+from animagine_batch.spec import samplers
 from conftest import one_unit, pixels
 
 

@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 import clients
-from animagine_batch import models, sweep
-from animagine_batch.config import ModelSpec
+from animagine_batch import models
+from animagine_batch.spec import sweep
+from animagine_batch.spec.job import ModelSpec
 from animagine_batch.offline_lora import ensure_lora
 from animagine_batch.rundir import metadata
 from conftest import REPO, one_unit, run_cli
@@ -70,7 +71,7 @@ def test_model_hash_is_the_checkpoints(tmp_path, compose, tasks):
 
 
 def test_model_hash_and_title_are_not_identity(compose):
-    from animagine_batch import prompts as P
+    from animagine_batch.spec import prompts as P
 
     ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
     ids = {"tiny": "embedded:x"}

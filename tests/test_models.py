@@ -16,7 +16,7 @@ from PIL import Image
 
 from analysis import load_run
 from animagine_batch import checkpoints, cli, model_loading, models, offline
-from animagine_batch.config import ModelSpec
+from animagine_batch.spec.job import ModelSpec
 from animagine_batch.errors import ConfigError
 from conftest import run_cli
 

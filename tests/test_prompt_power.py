@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from animagine_batch import cli, generate, sweep
-from animagine_batch import prompts as P
-from animagine_batch.config import WildcardSpec
+from animagine_batch import cli, generate
+from animagine_batch.spec import sweep
+from animagine_batch.spec import prompts as P
+from animagine_batch.spec.job import WildcardSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.offline_lora import ensure_lora
 from animagine_batch.rundir import metadata
@@ -311,7 +312,7 @@ def test_prompt_power_job_runs_on_the_tiny_model(tmp_path, capsys):
 def test_a_lora_on_a_fused_qkv_unet_is_applied(tiny_generator, tasks, lora_path):
     """Fused QKV attention (a GPU optimisation) would bypass LoRA layers on to_q/to_k/to_v."""
     from animagine_batch import models
-    from animagine_batch.config import ModelSpec, RunnerSpec
+    from animagine_batch.spec.job import ModelSpec, RunnerSpec
 
     spec = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16)
     t = tasks[0]._replace(loras=((lora_path, 1.0),), task_id="fused")

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from animagine_batch import prompts as P
-from animagine_batch import tags as T
+from animagine_batch.spec import prompts as P
+from animagine_batch.spec import tags as T
 from animagine_batch.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """Sweep expansion is pure and deterministic; ids are content hashes; units batch correctly."""
 
-from animagine_batch import prompts as P
-from animagine_batch import sweep
+from animagine_batch.spec import prompts as P
+from animagine_batch.spec import sweep
 from conftest import REPO
 
 DIRS = [REPO / "conf" / "prompts"]

@@ -87,7 +87,7 @@ def hires_size(task) -> tuple[int, int]:
     """(width, height) of the image a task produces."""
     if not getattr(task, "hires", None):
         return task.width, task.height
-    from ..config import hires_side
+    from ..spec.job import hires_side
 
     return hires_side(task.width, task.hires[0]), hires_side(task.height, task.hires[0])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Protocol
 
-from ..config import ModelSpec, RunnerSpec
+from ..spec.job import ModelSpec, RunnerSpec
 from ..scorers.registry import ScorerSpec
-from ..sweep import Unit
+from ..spec.sweep import Unit
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Iterator
 
 from .. import accel
 from ..generate import UnitResult, resolve_device
-from ..sweep import Unit
+from ..spec.sweep import Unit
 from .base import WorkerContext
 from .overlap import overlapped
 from .worker import Worker

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 
 from ..generate import UnitResult
-from ..sweep import Unit
+from ..spec.sweep import Unit
 from .worker import Worker
 
 

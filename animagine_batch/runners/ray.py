@@ -16,7 +16,7 @@ from typing import Iterator
 import ray
 
 from ..generate import UnitResult
-from ..sweep import Unit
+from ..spec.sweep import Unit
 from .base import WorkerContext
 from .worker import Worker
 

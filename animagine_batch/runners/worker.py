@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..generate import Generator, UnitResult, resolve_device
 from ..scorers import registry
-from ..sweep import Unit
+from ..spec.sweep import Unit
 from .base import WorkerContext
 
 

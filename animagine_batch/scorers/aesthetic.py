@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import offline_scorers
-from ..tags import AESTHETIC_CUTS, aesthetic_tag
+from ..spec.tags import AESTHETIC_CUTS, aesthetic_tag
 from . import base
 from .base import batches, load_error, local_or_hub, require_cached
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from .. import offline_scorers
-from ..tags import field_text, normalise_tag, split_tags, strip_emphasis
+from ..spec.tags import field_text, normalise_tag, split_tags, strip_emphasis
 from . import base
 from .base import batches, load_error, require_cached
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import prompts as P
-from .scorers.registry import ScorerSpec
+from ..scorers.registry import ScorerSpec
 
 SEED_LIMIT = 2**63
 

@@ -12,13 +12,13 @@ from pathlib import Path
 from . import prompts as P
 from . import samplers
 from .collect import Collector, check_int
-from .config import (AXES, PASS_AXES, SEED_LIMIT, TOP_KEYS, GenerationSpec, JobSpec, SweepSpec,
+from .job import (AXES, PASS_AXES, SEED_LIMIT, TOP_KEYS, GenerationSpec, JobSpec, SweepSpec,
                      count_tasks, parse_size)
-from .errors import ConfigError
-from .scorers import registry
-from .validation_passes import (check_hires_fit, check_pass_level, parse_hires, parse_loras,
+from ..errors import ConfigError
+from ..scorers import registry
+from .pass_sections import (check_hires_fit, check_pass_level, parse_hires, parse_loras,
                                 parse_wildcards, pass_overrides, unused_setting)
-from .validation_sections import parse_model, parse_output, parse_runner
+from .sections import parse_model, parse_output, parse_runner
 
 MAX_STEPS = 1000
 MAX_CFG = 100

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 from . import prompts as P
 from . import samplers
-from .config import JobSpec, is_off, parse_size
+from .job import JobSpec, is_off, parse_size
 
 
 class Task(NamedTuple):
@@ -103,7 +103,7 @@ def _settings(spec: JobSpec, levels: dict) -> dict:
 @functools.lru_cache(maxsize=None)
 def lora_file(path: str) -> str:
     """A `lora.path` level as a file path (`embedded:tiny` resolved)."""
-    from .loras import resolve
+    from ..loras import resolve
 
     return resolve(path)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from .collect import Collector, check_int
-from .config import RUNNERS, SEED_LIMIT, ModelSpec, OutputSpec, RunnerSpec
+from .job import RUNNERS, SEED_LIMIT, ModelSpec, OutputSpec, RunnerSpec
 
 DEVICES = "auto, cpu, cuda or cuda:N"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -32,7 +32,7 @@ def hub_id_problem(value: str) -> str | None:
 
 
 def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
-    from .offline import EMBEDDED
+    from ..offline import EMBEDDED
 
     spec = c.section({"name": name, **(raw or {})}, key, ModelSpec)
     if not (spec.id or spec.path or spec.embedded):
@@ -90,8 +90,8 @@ def parse_runner(c: Collector, raw) -> RunnerSpec:
     if runner.dtype not in DTYPES:
         c.add("runner.dtype", f"{runner.dtype!r} is not one of {', '.join(DTYPES)}")
     check_int(c, "runner.compile_min_images", runner.compile_min_images, 0)
-    from .accel import options
-    from .errors import ConfigError
+    from ..accel import options
+    from ..errors import ConfigError
 
     try:
         options(runner)

@@ -14,7 +14,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SYNTAX = re.compile(r"\{[^{}]*\}|__[\w./*?-]+__")  # variants, wildcards (and their globs)
 WILDCARD = re.compile(r"__([\w./*?-]+)__")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import loras
+from .. import loras
 from .collect import Collector, check_int, number_in
-from .config import (HIRES_SCALE, UPSCALERS, HiresSpec, LoraSpec, SweepSpec, WildcardSpec,
+from .job import (HIRES_SCALE, UPSCALERS, HiresSpec, LoraSpec, SweepSpec, WildcardSpec,
                      hires_side, is_off)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from . import tags as T
 from .datafiles import load_yaml, read_text
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ENTRY_FIELDS = ("id", "subject", "character", "series", "tags")
 
