@@ -51,25 +51,7 @@ from __future__ import annotations
 
 import warnings
 
-OPTIMISE = ("auto", "on", "none")
-SWITCH = ("auto", "true", "false")
-
-
-def options(runner) -> dict[str, str]:
-    """The runner's optimisation options, checked: a ConfigError names every bad value."""
-    allowed = {"optimise": OPTIMISE, "compile": SWITCH, "overlap": SWITCH}
-    out, problems = {}, []
-    for key, values in allowed.items():
-        value = getattr(runner, key, "auto")
-        out[key] = str(value).strip().lower()  # YAML booleans: str(True) == "True"
-        if out[key] not in values:
-            problems.append(f"runner.{key}: {value!r} is not one of {', '.join(values)}")
-    if problems:
-        from .errors import ConfigError
-
-        raise ConfigError(problems)
-    return out
-
+from .spec.sections import execution_options as options
 
 def _is_cuda(device) -> bool:
     return str(device).startswith("cuda")

@@ -146,22 +146,34 @@ def group_configs(group: str) -> dict[str, dict]:
     return out
 
 
+def catalogue():
+    """What jobs can name: conf/'s model and scorer configs, prompt sets and the registries."""
+    from .runners import RUNNERS
+    from .scorers.registry import option_problems
+    from .spec.catalogue import Catalogue
+    from .spec.prompt_sets import PromptLibrary
+
+    return Catalogue(prompt_sets=PromptLibrary([conf_dir() / "prompts"]),
+                     models=group_configs("model"), scorers=group_configs("scorer"),
+                     scorer_problems=option_problems, runners=tuple(RUNNERS))
+
+
 def load_spec(job: str, overrides: list[str]):
+    """(validated JobSpec, the composed config, the prompt library that loaded its prompt set)."""
     from .spec.parse import parse_job
 
     raw = compose_job(job, overrides)
-    prompt_dirs = [conf_dir() / "prompts"]
-    spec = parse_job(raw, group_configs("model"), prompt_dirs, group_configs("scorer"))
-    return spec, raw, prompt_dirs
+    known = catalogue()
+    return parse_job(raw, known), raw, known.prompt_sets
 
 
 def cmd_run(args) -> int:
     from . import driver
 
-    spec, raw, prompt_dirs = load_spec(args.job, args.overrides)
+    spec, raw, prompt_sets = load_spec(args.job, args.overrides)
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    plan = driver.make_plan(spec, prompt_dirs)
+    plan = driver.make_plan(spec, prompt_sets)
     if args.dry_run:
         driver.dry_run(plan)
         return 0
@@ -175,7 +187,7 @@ def cmd_score(args) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from .rescore import rescore
-    from .spec.parse import parse_scorers
+    from .spec.scorer_section import parse_scorers
 
     try:
         settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings), resolve=True)
@@ -187,7 +199,7 @@ def cmd_score(args) -> int:
                           "scorers=[...], scorer.<name>.<option>=..., device=auto|cpu|cuda")
     names = settings.get("scorers") or []
     specs = parse_scorers(names if isinstance(names, list) else [names],
-                          settings.get("scorer"), group_configs("scorer"))
+                          settings.get("scorer"), catalogue())
     if not Path(args.run_dir).is_dir():
         raise ConfigError(f"run directory {args.run_dir} does not exist")
     check_run_dir(Path(args.run_dir), named_by_user=True)

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import __version__, models, offline
-from .spec import prompts as P
+from .spec.prompt_sets import PromptLibrary, PromptSet
 from .spec import sweep
+from .offline_lora import ensure_embedded
 from .spec.job import JobSpec, count_tasks, is_off
+from .spec.loras import resolve
 from .generate import token_count
 from .rundir import done_ids
 from .rundir import jobfile
@@ -31,29 +33,32 @@ TOKEN_LIMIT = 75  # each CLIP encoder sees 77 positions: start, 75 tokens, end
 @dataclass
 class Plan:
     spec: JobSpec
-    prompt_set: P.PromptSet
+    prompt_set: PromptSet
     identities: dict[str, str]
     tasks: list[sweep.Task]
 
 
-def make_plan(spec: JobSpec, prompt_dirs: list[Path]) -> Plan:
+def make_plan(spec: JobSpec, prompt_sets: PromptLibrary) -> Plan:
+    """Check the model and scorer sources, identify the models and LoRAs, and expand the prompt
+    set (as the parser loaded it) into tasks."""
     for m in spec.models.values():
         models.check_source(m)
     for sc in spec.scorers:
         registry.check(sc)
     identities = {name: models.identity(m) for name, m in spec.models.items()}
-    identities |= {f"lora:{p}": models.lora_identity(p) for p in lora_paths(spec)}
-    prompt_set = spec.prompt_set or P.load_prompt_set(spec.prompts, prompt_dirs, spec.wildcards,
-                                                      spec.sweep.seeds[0])
+    for text in lora_paths(spec):
+        ensure_embedded(text)  # the offline tiny LoRA is built on first use
+        identities[f"lora:{resolve(text)}"] = models.lora_identity(resolve(text))
+    prompt_set = prompt_sets.load(spec.prompts, spec.wildcards, spec.sweep.seeds[0])
     return Plan(spec, prompt_set, identities, sweep.expand(spec, prompt_set, identities))
 
 
 def lora_paths(spec: JobSpec) -> list[str]:
-    """Every LoRA file the job can use: its `loras` and the levels of a `lora.path` axis."""
+    """Every LoRA the job can use, as written: its `loras` and the levels of a `lora.path`
+    axis."""
     paths = [lo.path for lo in spec.loras]
     if "lora.path" in spec.sweep.axes:
-        paths += [sweep.lora_file(str(v)) for v in spec.sweep.levels("lora.path")
-                  if not is_off(v)]
+        paths += [str(v) for v in spec.sweep.levels("lora.path") if not is_off(v)]
     return list(dict.fromkeys(paths))
 
 

@@ -13,7 +13,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import accel
-from . import __version__, model_loading, models, passes, weighting
+from . import __version__, model_loading, models, passes
+from .schedulers import build_scheduler
+from .spec.emphasis import plain_text
 from .spec import samplers
 from .rundir import metadata
 from .spec.job import PASS_AXES, ModelSpec, RunnerSpec, is_off
@@ -170,7 +172,7 @@ class Generator:
     def _generate(self, unit: Unit) -> np.ndarray:
         inject_fault(unit)
         sampler = samplers.get(unit.sampler)
-        self.pipe.scheduler = samplers.build_scheduler(sampler, self.base_scheduler_config)
+        self.pipe.scheduler = build_scheduler(sampler, self.base_scheduler_config)
         return self.passes.images(unit)
 
     def __call__(self, unit: Unit) -> UnitResult:
@@ -183,7 +185,7 @@ class Generator:
         pngs: list[bytes | None] = [None] * len(rows)
         tok = self.pipe.tokenizer
         for row, t in zip(rows, unit.tasks):
-            text = t.prompt if t.weighting == "none" else weighting.plain_text(t.prompt)
+            text = t.prompt if t.weighting == "none" else plain_text(t.prompt)
             row["prompt_tokens"] = token_count(tok, text)
             row["worker"] = self.worker
         try:

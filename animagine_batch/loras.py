@@ -1,14 +1,12 @@
 """LoRA adapters on a loaded pipeline: each file is loaded once (diffusers' PEFT backend), then
-units switch between adapter sets and scales without reloading the base model."""
+units switch between adapter sets and scales without reloading the base model. Names and files
+are checked in `spec/loras.py`."""
 
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
 from pathlib import Path
-
-EMBEDDED_PREFIX = "embedded:"
-
 
 def short_hash(path: str) -> str:
     """webui's short hash of a .safetensors LoRA (`Lora hashes` in infotext, matched by Civitai):
@@ -27,47 +25,6 @@ def _short_hash(path: str, size: int, mtime_ns: int) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:12]
-
-
-def check(path: str) -> str | None:
-    """Why a LoRA file cannot be used, or None (reads the safetensors header only)."""
-    try:
-        p = Path(resolve(path)).expanduser()
-    except ValueError as e:
-        return str(e)
-    if p.suffix.lower() != ".safetensors":
-        return (f"{path} is not a .safetensors file; LoRA weights are loaded from safetensors "
-                "only (pickle files can run code when loaded)")
-    if not p.is_file():
-        return f"LoRA file {path} does not exist"
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            keys = list(f.keys())
-    except Exception as e:  # noqa: BLE001 - any unreadable header
-        return f"LoRA file {path} is not a readable safetensors file ({e})"
-    if not any("lora" in k.lower() for k in keys):
-        return f"{path} holds no LoRA weights (no lora_A/lora_B or lora_up/lora_down tensors)"
-    return None
-
-
-def resolve(path: str) -> str:
-    """`embedded:tiny` (or `embedded:tiny-seedN`) names the offline tiny LoRA, built on first
-    use; any other value is a file path."""
-    text = str(path)
-    if not text.startswith(EMBEDDED_PREFIX):
-        return text
-    name = text[len(EMBEDDED_PREFIX):]
-    seed = 0
-    if name.startswith("tiny-seed") and name[9:].isdigit():
-        name, seed = "tiny", int(name[9:])
-    if name != "tiny":
-        raise ValueError(f"unknown embedded LoRA {text!r}; allowed: embedded:tiny, "
-                         "embedded:tiny-seedN")
-    from .offline_lora import ensure_lora
-
-    return str(ensure_lora(seed))
 
 
 class LoraAdapters:

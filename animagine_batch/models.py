@@ -18,7 +18,8 @@ import os
 from pathlib import Path
 
 from . import offline
-from .spec.job import ModelSpec
+from .cache import cache_dir
+from .spec.job import EMBEDDED_MODELS, ModelSpec
 from .errors import ConfigError
 from .spec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
                           safetensors_problem)
@@ -99,9 +100,9 @@ def check_source(spec: ModelSpec) -> None:
             if spec.config:
                 _check_config(spec)
     elif spec.embedded:
-        if spec.embedded not in offline.EMBEDDED:
+        if spec.embedded not in EMBEDDED_MODELS:
             raise ConfigError(f"model.embedded: unknown embedded model {spec.embedded!r}; "
-                              f"allowed: {', '.join(offline.EMBEDDED)}")
+                              f"allowed: {', '.join(EMBEDDED_MODELS)}")
     else:
         snap = _cached_snapshot(spec.id, "model_index.json", spec.revision)
         if snap:
@@ -128,7 +129,7 @@ def _file_sha256(path: Path) -> str:
     """sha256 of a file, cached by (path, size, mtime) so large checkpoints hash once."""
     st = path.stat()
     key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-    cache = offline.cache_dir() / "hashes.json"
+    cache = cache_dir() / "hashes.json"
     try:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):

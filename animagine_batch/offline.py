@@ -11,23 +11,14 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .cache import build_once, cache_dir
+from .spec.job import EMBEDDED_MODELS as EMBEDDED
+
 BUILDER_VERSION = 1  # bump when the build changes the weights
 CONFIG_ROOT = Path(__file__).parent / "offline_configs"
-EMBEDDED = {"tiny": "tiny", "sdxl_random": "sdxl"}
-
-
-def cache_dir() -> Path:
-    env = os.environ.get("ANIMAGINE_BATCH_CACHE")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "animagine-batch"
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -112,25 +103,6 @@ def build_pipeline(name: str, seed: int = 0, dtype=None):
     if dtype is not None:
         pipe.to(dtype=dtype)
     return pipe
-
-
-def build_once(target: Path, build) -> Path:
-    """Build a cache folder once: `build(tmp)` fills a temporary sibling, which is then renamed
-    into place, so readers only ever see a complete folder (safe against concurrent builders)."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        build(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
 
 
 def ensure_model(name: str, seed: int = 0) -> Path:

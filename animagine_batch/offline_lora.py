@@ -6,16 +6,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .offline import BUILDER_VERSION, build_once, cache_dir, ensure_model
+from .cache import build_once
+from .offline import ensure_model
+from .spec.loras import LORA_FILE, embedded_path, embedded_seed
 
-LORA_FILE = "pytorch_lora_weights.safetensors"
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+RANK = 4
 
 
-def ensure_lora(seed: int = 0, rank: int = 4, model_seed: int = 0) -> Path:
-    """Build (once) a rank-`rank` LoRA of the tiny UNet with seeded non-zero weights; returns
-    the path of its .safetensors file."""
-    target = cache_dir() / "loras" / f"tiny-lora-seed{seed}-r{rank}-m{model_seed}-v{BUILDER_VERSION}"
+def ensure_lora(seed: int = 0) -> Path:
+    """Build (once) a rank-4 LoRA of the tiny UNet (weights seed 0) with seeded non-zero
+    weights; returns the path of its .safetensors file (`spec.loras.embedded_path`)."""
+    target = embedded_path(seed).parent
+    rank, model_seed = RANK, 0
 
     def build(folder: Path):
         import torch
@@ -36,3 +39,10 @@ def ensure_lora(seed: int = 0, rank: int = 4, model_seed: int = 0) -> Path:
                                                     weight_name=LORA_FILE, safe_serialization=True)
 
     return build_once(target, build) / LORA_FILE
+
+
+def ensure_embedded(text: str) -> None:
+    """Build the LoRA an `embedded:` name stands for (a file path needs nothing)."""
+    seed = embedded_seed(text)
+    if seed is not None:
+        ensure_lora(seed)

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from .offline import build_once, cache_dir
+from .cache import build_once, cache_dir
 
 TINY_CLIP_NAME = "animagine-tiny-clip"
 TINY_CLIP_CONFIG = {

@@ -21,7 +21,7 @@ from .rundir.lock import RunLock
 from .rundir.schema import scores_schema
 from .rundir.write import ScoresStore
 from .scorers import reference, registry
-from .scorers.registry import ScorerSpec
+from .spec.job import ScorerSpec
 
 CHUNK = 64  # images per written part
 

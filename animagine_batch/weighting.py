@@ -1,106 +1,20 @@
-"""Prompt weighting: A1111 emphasis syntax and long prompts on both SDXL text encoders.
+"""Prompt conditioning: A1111-syntax prompts (parsed by `spec/emphasis.py`) and long prompts on
+both SDXL text encoders.
 
-`parse` reads the A1111 syntax into segments of (text, weight) fragments; `SDXLPromptEncoder`
-turns prompts into the embeddings `StableDiffusionXLPipeline` accepts (`prompt_embeds`,
-`pooled_prompt_embeds` and their negatives).
-
-The parser is written here because no maintained library reads A1111's syntax: compel (which
-does the embedding work) has its own syntax (`(x)1.2`, `x++`), so A1111 prompts would need
-rewriting into it, with escaping pitfalls. Instead the parsed fragments and weights go straight
-to compel's `EmbeddingsProvider`, which tokenizes them, splits long prompts into 75-token
-chunks (at a comma where it can, so a tag is never cut in half), encodes every chunk and
-applies the weights. compel's weighting: a weight above 1 scales a token's offset from the
+`SDXLPromptEncoder` turns prompts into the embeddings `StableDiffusionXLPipeline` accepts
+(`prompt_embeds`, `pooled_prompt_embeds` and their negatives): the parsed fragments and weights
+go straight to compel's `EmbeddingsProvider`, which tokenizes them, splits long prompts into
+75-token chunks (at a comma where it can, so a tag is never cut in half), encodes every chunk
+and applies the weights. compel's weighting: a weight above 1 scales a token's offset from the
 empty-prompt embedding; a weight below 1 blends towards the prompt with that fragment masked
 out. The pooled embedding comes from the first chunk, unweighted, as A1111 and ComfyUI do.
 """
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 
-ROUND, SQUARE = 1.1, 1 / 1.1
-# tokens of A1111's grammar: escapes, brackets, an explicit weight closing a round bracket,
-# plain text, and a lone colon (literal text outside a weight)
-_TOKEN = re.compile(r"\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|"
-                    r"[^\\()\[\]:]+|:")
-_BREAK = re.compile(r"\s*\bBREAK\b\s*")
-BREAK = None  # segment separator inside `parse_fragments`' output
-
-
-def parse_fragments(text: str) -> list[tuple[str | None, float]]:
-    """A1111 prompt -> [(text, weight)], with (None, -1) where `BREAK` starts a new chunk.
-
-    `(x)` multiplies by 1.1, `[x]` divides by 1.1, `(x:1.3)` sets 1.3 times, nesting multiplies,
-    `\\(` and `\\)` are literal parentheses, unclosed brackets apply to the end of the prompt.
-    Neighbouring fragments of equal weight are merged.
-    """
-    out: list[list] = []
-    rounds: list[int] = []
-    squares: list[int] = []
-
-    def scale(start: int, factor: float) -> None:
-        for frag in out[start:]:
-            if frag[0] is not None:
-                frag[1] *= factor
-
-    for m in _TOKEN.finditer(text):
-        tok, weight = m.group(0), m.group(1)
-        if tok.startswith("\\") and len(tok) == 2:
-            out.append([tok[1], 1.0])
-        elif tok == "\\":
-            out.append(["\\", 1.0])
-        elif tok == "(":
-            rounds.append(len(out))
-        elif tok == "[":
-            squares.append(len(out))
-        elif weight is not None and rounds:
-            try:
-                scale(rounds.pop(), float(weight))
-            except ValueError:
-                out.append([tok, 1.0])
-        elif tok == ")" and rounds:
-            scale(rounds.pop(), ROUND)
-        elif tok == "]" and squares:
-            scale(squares.pop(), SQUARE)
-        else:
-            for i, part in enumerate(_BREAK.split(tok)):
-                if i:
-                    out.append([BREAK, -1.0])
-                out.append([part, 1.0])
-    for start in rounds:
-        scale(start, ROUND)
-    for start in squares:
-        scale(start, SQUARE)
-    for frag in out:  # whitespace has no tokens to weight (and compel cannot place it)
-        if frag[0] is not None and not frag[0].strip():
-            frag[1] = 1.0
-    merged: list[list] = []
-    for frag in out:
-        if frag[0] == "":
-            continue
-        if merged and frag[0] is not None and merged[-1][0] is not None \
-                and merged[-1][1] == frag[1]:
-            merged[-1][0] += frag[0]
-        else:
-            merged.append(frag)
-    return [(t, round(w, 6) if t is not None else w) for t, w in merged]
-
-
-def parse(text: str) -> list[list[tuple[str, float]]]:
-    """A1111 prompt -> segments (split at `BREAK`) of (text, weight) fragments."""
-    segments: list[list[tuple[str, float]]] = [[]]
-    for t, w in parse_fragments(text):
-        if t is None:
-            segments.append([])
-        else:
-            segments[-1].append((t, w))
-    return [s for s in segments if s] or [[("", 1.0)]]
-
-
-def plain_text(text: str) -> str:
-    """The prompt as the text encoders read it: brackets, weights and BREAKs removed."""
-    return " ".join("".join(t for t, _ in seg) for seg in parse(text))
+from .spec.emphasis import parse
 
 
 def _pad(x, n: int, chunk):

@@ -165,7 +165,7 @@ def start_framework(pipe, s: dict, device: str, quick: bool, compile_: bool, ove
     from animagine_batch.spec.job import ModelSpec, RunnerSpec
     from animagine_batch.runners.base import WorkerContext
     from animagine_batch.runners.local import LocalRunner
-    from animagine_batch.scorers.registry import ScorerSpec
+    from animagine_batch.spec.job import ScorerSpec
 
     model_loading.load_pipeline = lambda spec, dev, dtype: pipe.to(device=dev, dtype=dtype)
     spec = ModelSpec(name=s["model"], embedded=s["model"], id=f"embedded/{s['model']}",

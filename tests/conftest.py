@@ -73,7 +73,7 @@ def compose():
 @pytest.fixture(scope="session")
 def demo_tasks(compose):
     """The demo job's tasks on the tiny model with no sweep axes: `demo_tasks(seeds, steps)`."""
-    from animagine_batch.spec import prompts as P
+    from animagine_batch.spec import prompt_sets as P
     from animagine_batch.spec import sweep
 
     def _tasks(seeds: list[int], steps: int):

@@ -16,7 +16,7 @@ from animagine_batch.errors import ConfigError
 from animagine_batch.generate import Generator
 from animagine_batch.runners.base import WorkerContext
 from animagine_batch.runners.local import LocalRunner
-from animagine_batch.scorers.registry import ScorerSpec
+from animagine_batch.spec.job import ScorerSpec
 
 TINY = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16, max_size=1024)
 TINY_B = ModelSpec(name="tiny_b", embedded="tiny", seed=1, id="embedded/tiny-sdxl-b", min_size=16,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from animagine_batch import cli
-from animagine_batch.spec import prompts as P
+from animagine_batch.spec import prompt_sets as P
 from conftest import REPO
 
 DEMO = REPO / "jobs" / "demo.yaml"

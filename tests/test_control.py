@@ -227,7 +227,7 @@ def test_a_group_measured_by_two_scorers_is_refused(tiny_control_run, tmp_path, 
     from animagine_batch import cli
     from animagine_batch.scorers import anime_quality
     from conftest import rescore_interrupted
-    from animagine_batch.scorers.registry import ScorerSpec
+    from animagine_batch.spec.job import ScorerSpec
 
     run = tmp_path / "run"
     shutil.copytree(tiny_control_run, run)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from animagine_batch.schedulers import build_scheduler
 from animagine_batch.spec import samplers
 from conftest import one_unit, pixels
 
@@ -67,7 +68,7 @@ def test_nonfinite_and_blank_images_get_status_nan(tiny_generator, tasks, monkey
 
 @pytest.mark.parametrize("sampler", samplers.SAMPLERS, ids=[s.key for s in samplers.SAMPLERS])
 def test_samplers_keep_the_sdxl_betas(sampler, tiny_generator):
-    sched = samplers.build_scheduler(sampler, tiny_generator.base_scheduler_config)
+    sched = build_scheduler(sampler, tiny_generator.base_scheduler_config)
     assert type(sched).__name__ == sampler.scheduler
     cfg = sched.config
     assert (cfg.beta_start, cfg.beta_end, cfg.beta_schedule) == (0.00085, 0.012, "scaled_linear")

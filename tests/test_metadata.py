@@ -71,7 +71,7 @@ def test_model_hash_is_the_checkpoints(tmp_path, compose, tasks):
 
 
 def test_model_hash_and_title_are_not_identity(compose):
-    from animagine_batch.spec import prompts as P
+    from animagine_batch.spec import prompt_sets as P
 
     ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
     ids = {"tiny": "embedded:x"}

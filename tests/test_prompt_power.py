@@ -11,7 +11,7 @@ from PIL import Image
 
 from animagine_batch import cli, generate
 from animagine_batch.spec import sweep
-from animagine_batch.spec import prompts as P
+from animagine_batch.spec import prompt_sets as P
 from animagine_batch.spec.job import WildcardSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.offline_lora import ensure_lora
@@ -271,17 +271,6 @@ def test_wildcard_expansion_keeps_file_positions_and_checks_fields(tmp_path):
     ps.write_text('- "1girl, {smile|frown}"\n- {id: x, subject: 1boy}\n- {id: x, subject: 1boy}\n')
     with pytest.raises(ConfigError, match=r"entries 1 and 2 share the id 'x'"):
         P.load_prompt_set(str(ps), [], WildcardSpec(), 0)
-
-
-def test_the_plan_reuses_the_prompt_set_validation_loaded(monkeypatch):
-    from animagine_batch import driver
-
-    calls, real = [], P.load_prompt_set
-    monkeypatch.setattr(P, "load_prompt_set", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    spec, _, dirs = cli.load_spec(str(REPO / "jobs" / "prompt_power.yaml"), [])
-    plan = driver.make_plan(spec, dirs)
-    assert calls == ["prompt_power"] and plan.prompt_set is spec.prompt_set
-    assert len(plan.prompt_set.entries) > 3  # wildcard variants, expanded once
 
 
 # ---------------------------------------------------------------- the packaged job

@@ -2,13 +2,14 @@ from pathlib import Path
 
 import pytest
 
+from animagine_batch.spec import prompt_sets as S
 from animagine_batch.spec import prompts as P
 from animagine_batch.spec import tags as T
 from animagine_batch.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 DIRS = [REPO / "conf" / "prompts"]
-ASUKA = P.PromptEntry(key="asuka", subject="1girl", character="souryuu_asuka_langley",
+ASUKA = S.PromptEntry(key="asuka", subject="1girl", character="souryuu_asuka_langley",
                       series="neon_genesis_evangelion", tags=("solo", "upper_body"))
 
 
@@ -40,7 +41,7 @@ def test_none_preset_adds_nothing_but_the_apps_none_preset_keeps_its_negative():
 
 
 def test_content_prompt_drops_special_tags_presets_and_emphasis():
-    entry = P.PromptEntry(key="x", subject="1girl", character="artoria_pendragon_(fate)",
+    entry = S.PromptEntry(key="x", subject="1girl", character="artoria_pendragon_(fate)",
                           tags=("(red_eyes:1.2)", "masterpiece", "smile"))
     built = P.build(entry, P.PromptOptions(quality="best quality", rating="sensitive",
                                            preset="heavy_v3_1", style="cinematic"))
@@ -59,7 +60,7 @@ def test_unknown_values_are_errors_listing_the_allowed():
 
 
 def test_character_set_has_fifty_well_formed_entries():
-    ps = P.load_prompt_set("characters", DIRS)
+    ps = S.load_prompt_set("characters", DIRS)
     assert len(ps.entries) >= 50
     for e in ps.entries:
         assert e.subject in ("1girl", "1boy") and e.character and e.series
@@ -67,29 +68,29 @@ def test_character_set_has_fifty_well_formed_entries():
 
 
 def test_yaml_and_csv_user_sets(tmp_path):
-    csv_set = P.load_prompt_set(str(REPO / "conf" / "prompts" / "example.csv"), DIRS)
+    csv_set = S.load_prompt_set(str(REPO / "conf" / "prompts" / "example.csv"), DIRS)
     assert [e.key for e in csv_set.entries] == ["frieren", "luffy", "landscape"]
     assert csv_set.entries[0].tags == ("solo", "elf", "white hair", "outdoors")
     assert csv_set.entries[2].subject is None
     y = tmp_path / "mine.yaml"
     y.write_text("- {character: hatsune_miku, series: vocaloid}\n- 1girl, solo, smile\n")
-    ys = P.load_prompt_set(str(y), DIRS)
+    ys = S.load_prompt_set(str(y), DIRS)
     assert [e.key for e in ys.entries] == ["hatsune_miku", "p0001"]
     assert ys.entries[1].tags == ("1girl", "solo", "smile")
 
 
 def test_bad_prompt_sets(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown prompt set 'nope'; named sets: .*characters"):
-        P.load_prompt_set("nope", DIRS)
+        S.load_prompt_set("nope", DIRS)
     bad = tmp_path / "bad.yaml"
     bad.write_text("prompts:\n  - {charactr: x}\n")
     with pytest.raises(ConfigError, match=r"entry 0 has unknown field\(s\) charactr"):
-        P.load_prompt_set(str(bad), DIRS)
+        S.load_prompt_set(str(bad), DIRS)
     dup = tmp_path / "dup.yaml"
     dup.write_text("- {id: a, character: x}\n- {id: a, character: y}\n")
     with pytest.raises(ConfigError, match="share the id 'a'"):
-        P.load_prompt_set(str(dup), DIRS)
+        S.load_prompt_set(str(dup), DIRS)
     broken = tmp_path / "broken.yaml"
     broken.write_text("prompts: [a, b\n")
     with pytest.raises(ConfigError, match="is not valid YAML"):
-        P.load_prompt_set(str(broken), DIRS)
+        S.load_prompt_set(str(broken), DIRS)

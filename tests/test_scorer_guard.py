@@ -14,7 +14,7 @@ from animagine_batch import cli, offline_scorers
 from animagine_batch.errors import ConfigError
 from animagine_batch.rescore import config_hash
 from animagine_batch.scorers import anime_era, anime_quality, reference, registry
-from animagine_batch.scorers.registry import ScorerSpec
+from animagine_batch.spec.job import ScorerSpec
 from conftest import REPO
 
 STAND_INS = ["tiny_aesthetic", "tiny_clip", "tiny_wd14", "tiny_anime_quality", "tiny_anime_era"]

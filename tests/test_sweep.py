@@ -1,6 +1,6 @@
 """Sweep expansion is pure and deterministic; ids are content hashes; units batch correctly."""
 
-from animagine_batch.spec import prompts as P
+from animagine_batch.spec import prompt_sets as P
 from animagine_batch.spec import sweep
 from conftest import REPO
 

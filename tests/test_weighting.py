@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from animagine_batch.spec import tags as T
-from animagine_batch import weighting as W
+from animagine_batch.spec import emphasis as W
 from animagine_batch.spec import sweep
 from conftest import one_unit, pixels
 
@@ -148,7 +148,7 @@ def test_emphasis_changes_the_image_and_batching_never_changes_a_task(tiny_gener
 def test_weighting_is_part_of_the_task_id(compose):
     a = compose("demo", "sweep.grid={}", "prompt.weighting=a1111")
     b = compose("demo", "sweep.grid={}", "prompt.weighting=none")
-    from animagine_batch.spec import prompts as P
+    from animagine_batch.spec import prompt_sets as P
     from conftest import REPO
 
     ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])

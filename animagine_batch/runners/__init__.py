@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+
+from ..errors import ConfigError
 from .base import Runner, WorkerContext
+
+# The runner registry: name -> module:class of this package. `runner.name` must be one of them
+# (the parser gets the names from here); each has a conf/runner/<name>.yaml.
+RUNNERS = {"local": "local:LocalRunner", "ray": "ray:RayRunner"}
 
 
 def check_address(address: str | None, timeout: float = 5.0) -> None:
@@ -11,8 +19,6 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
     if not address or address == "auto":
         return
     import socket
-
-    from ..errors import ConfigError
 
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
@@ -27,23 +33,16 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
 
 
 def make_runner(name: str, address: str | None = None) -> Runner:
-    if name == "local":
-        from .local import LocalRunner
-
-        return LocalRunner()
-    if name == "ray":
-        import os
-
-        check_address(address)
-        host = (address or "").removeprefix("ray://").rsplit(":", 1)[0]
-        if not address or host in ("127.0.0.1", "localhost"):
-            # A local Ray binds to (and a loopback address stays on) 127.0.0.1 only with this
-            # set before ray is imported; otherwise Ray swaps in the machine's interface address.
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        from .ray import RayRunner
-
-        return RayRunner()
-    raise ValueError(f"unknown runner {name!r}; allowed: local, ray")
+    if name not in RUNNERS:
+        raise ConfigError(f"unknown runner {name!r}; allowed: {', '.join(RUNNERS)}")
+    check_address(address)
+    host = (address or "").removeprefix("ray://").rsplit(":", 1)[0]
+    if not address or host in ("127.0.0.1", "localhost"):
+        # A local Ray binds to (and a loopback address stays on) 127.0.0.1 only with this set
+        # before ray is imported; otherwise Ray swaps in the machine's interface address.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    module, cls = RUNNERS[name].split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), cls)()
 
 
-__all__ = ["Runner", "WorkerContext", "check_address", "make_runner"]
+__all__ = ["RUNNERS", "Runner", "WorkerContext", "check_address", "make_runner"]

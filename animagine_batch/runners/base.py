@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterator, Protocol
 
 from ..spec.job import ModelSpec, RunnerSpec
-from ..scorers.registry import ScorerSpec
+from ..spec.job import ScorerSpec
 from ..spec.sweep import Unit
 
 

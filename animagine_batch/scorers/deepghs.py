@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
-from ..offline import build_once, cache_dir
+from ..cache import build_once, cache_dir
 from . import base
 from .base import batches, load_error, onnx_session, require_cached
 

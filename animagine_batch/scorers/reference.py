@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
-from ..offline import cache_dir
+from ..cache import cache_dir
 
 SHIPPED = Path(__file__).parent / "references"
 # options that decide a scorer's raw outputs (batch size, thresholds, licence do not)
@@ -174,7 +174,8 @@ def write_shipped(names: tuple[str, ...] = ("tiny_aesthetic", "tiny_clip", "tiny
     """Measure the stand-ins (on the CPU) and rewrite their shipped reference files."""
     import yaml
 
-    from .registry import ScorerSpec, scorer_class
+    from ..spec.job import ScorerSpec
+    from .registry import scorer_class
 
     conf = Path(__file__).resolve().parents[2] / "conf" / "scorer"
     for name in names:

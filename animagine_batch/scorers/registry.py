@@ -17,8 +17,8 @@ an `__init__(name, options, device)` that loads weights once, and
 from __future__ import annotations
 
 import importlib
-import json
-from dataclasses import dataclass
+
+from ..spec.job import ScorerSpec
 
 KINDS: dict[str, str] = {
     "aesthetic": "aesthetic:AestheticScorer",
@@ -27,23 +27,6 @@ KINDS: dict[str, str] = {
     "anime_quality": "anime_quality:AnimeQualityScorer",
     "anime_era": "anime_era:AnimeEraScorer",
 }
-
-
-@dataclass(frozen=True)
-class ScorerSpec:
-    name: str  # config name, e.g. aesthetic_shadow_v2 or tiny_aesthetic
-    kind: str  # implementation, a key of KINDS
-    options_json: str  # the config's options (JSON, so the spec stays hashable and picklable)
-
-    @property
-    def options(self) -> dict:
-        return json.loads(self.options_json)
-
-    @classmethod
-    def make(cls, name: str, config: dict) -> "ScorerSpec":
-        config = dict(config)
-        kind = str(config.pop("kind", ""))
-        return cls(name, kind, json.dumps(config, sort_keys=True))
 
 
 def scorer_class(kind: str):

@@ -1,20 +1,22 @@
-"""The typed, frozen job spec (validation and parsing: `validation.py`).
+"""The typed, frozen job spec (validation and parsing: `parse.py`).
 
-Library code never sees Hydra objects: `cli.py` composes a plain dict and
-`validation.parse_job` turns it into a `JobSpec`.
+Library code never sees Hydra objects: `cli.py` composes a plain dict and `parse.parse_job`
+turns it into a `JobSpec`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import prompts as P
-from ..scorers.registry import ScorerSpec
 
 SEED_LIMIT = 2**63
+# embedded models (`model.embedded`) -> their folder of component configs in offline/configs/
+EMBEDDED_MODELS = {"tiny": "tiny", "sdxl_random": "sdxl"}
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,25 @@ class OutputSpec:
 
 
 @dataclass(frozen=True)
+class ScorerSpec:
+    """A listed scorer: its config name, kind (the scorer module) and options."""
+
+    name: str  # config name, e.g. aesthetic_shadow_v2 or tiny_aesthetic
+    kind: str  # implementation: a scorer module of scorers/
+    options_json: str  # the config's options (JSON, so the spec stays hashable and picklable)
+
+    @property
+    def options(self) -> dict:
+        return json.loads(self.options_json)
+
+    @classmethod
+    def make(cls, name: str, config: dict) -> "ScorerSpec":
+        config = dict(config)
+        kind = str(config.pop("kind", ""))
+        return cls(name, kind, json.dumps(config, sort_keys=True))
+
+
+@dataclass(frozen=True)
 class JobSpec:
     name: str
     prompts: str
@@ -129,7 +150,7 @@ class JobSpec:
     generation: GenerationSpec
     sweep: SweepSpec
     model: ModelSpec
-    models: dict[str, ModelSpec] = field(default_factory=dict)  # every model the sweep uses
+    models: dict[str, ModelSpec]  # every model the sweep uses
     scorers: tuple[ScorerSpec, ...] = ()
     runner: RunnerSpec = RunnerSpec()
     output: OutputSpec = OutputSpec()
@@ -137,10 +158,8 @@ class JobSpec:
     hires: HiresSpec = HiresSpec()
     loras: tuple[LoraSpec, ...] = ()
     wildcards: WildcardSpec = WildcardSpec()
-    # the prompt set validation loaded (and expanded), so the plan does not load it again
-    prompt_set: P.PromptSet | None = field(default=None, compare=False, repr=False)
     # settings the job gives that a sweep axis overrides: printed before the run
-    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    warnings: tuple[str, ...] = ()
 
     @property
     def run_dir(self) -> Path:
@@ -154,7 +173,6 @@ TOP_KEYS = ("name", "prompts", "prompt", "generation", "sweep", "model", "scorer
             "runner", "output", "max_tasks", "hires", "loras", "wildcards")
 HIRES_SCALE = (1.0, 2.0)  # the demo app offers 1.0-1.5
 UPSCALERS = ("nearest-exact", "bilinear", "bicubic")
-RUNNERS = ("local", "ray")
 
 
 def parse_size(value) -> tuple[int, int]:

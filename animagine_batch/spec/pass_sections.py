@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import loras
+from . import loras
 from .collect import Collector, check_int, number_in
 from .job import (HIRES_SCALE, UPSCALERS, HiresSpec, LoraSpec, SweepSpec, WildcardSpec,
                      hires_side, is_off)
@@ -62,8 +62,7 @@ def parse_loras(c: Collector, raw) -> tuple[LoraSpec, ...]:
         if problem:
             c.add(f"loras[{i}].path", problem)
         check_pass_level(c, f"loras[{i}].scale", "lora.scale", lora.scale)
-        path = str(lora.path) if problem else loras.resolve(str(lora.path))
-        out.append(LoraSpec(path=path, scale=float(lora.scale)
+        out.append(LoraSpec(path=str(lora.path), scale=float(lora.scale)
                             if number_in(lora.scale, -10, 10) else 1.0))
     return tuple(out)
 

@@ -1,7 +1,8 @@
 """The demo app's six samplers as a table: job key, display name, diffusers class, settings.
 
-Each scheduler is built with `from_config(pipe.scheduler.config, **settings)`, so the model's own
-SDXL betas are kept (a scheduler's constructor defaults are wrong for SDXL).
+The engine builds each scheduler with `from_config(pipe.scheduler.config, **settings)`
+(`schedulers.py`), so the model's own SDXL betas are kept (a scheduler's constructor defaults
+are wrong for SDXL).
 """
 
 from __future__ import annotations
@@ -47,11 +48,3 @@ def get(name: str) -> Sampler:
             + ", ".join(f"{s.key} ({s.name})" for s in SAMPLERS)
         )
     return found
-
-
-def build_scheduler(sampler: Sampler, base_config):
-    """Instantiate the sampler's scheduler from the pipeline's scheduler config."""
-    import diffusers
-
-    cls = getattr(diffusers, sampler.scheduler)
-    return cls.from_config(base_config, **dict(sampler.settings))

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 
+from ..errors import ConfigError
 from .collect import Collector, check_int
-from .job import RUNNERS, SEED_LIMIT, ModelSpec, OutputSpec, RunnerSpec
+from .job import EMBEDDED_MODELS, SEED_LIMIT, ModelSpec, OutputSpec, RunnerSpec
 
 DEVICES = "auto, cpu, cuda or cuda:N"
+OPTIMISE = ("auto", "on", "none")
+SWITCH = ("auto", "true", "false")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ADDRESS = re.compile(r"(ray://)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})")
 WORKERS_LIMIT = 4096
@@ -32,8 +35,6 @@ def hub_id_problem(value: str) -> str | None:
 
 
 def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
-    from ..offline import EMBEDDED
-
     spec = c.section({"name": name, **(raw or {})}, key, ModelSpec)
     if not (spec.id or spec.path or spec.embedded):
         c.add(key, "needs one of id (hub id), path (local folder or .safetensors file) or embedded")
@@ -42,9 +43,9 @@ def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
     optional_text(c, f"{key}.id", spec.id, "a Hugging Face repo id")
     if isinstance(spec.id, str) and spec.id.strip() and (problem := hub_id_problem(spec.id)):
         c.add(f"{key}.id", f"{spec.id!r} is not a Hugging Face repo id ({problem})")
-    if spec.embedded is not None and spec.embedded not in EMBEDDED:
+    if spec.embedded is not None and spec.embedded not in EMBEDDED_MODELS:
         c.add(f"{key}.embedded", f"unknown embedded model {spec.embedded!r}; allowed: "
-              f"{', '.join(EMBEDDED)} or null")
+              f"{', '.join(EMBEDDED_MODELS)} or null")
     if not isinstance(spec.allow_pickle, bool):
         c.add(f"{key}.allow_pickle", f"{spec.allow_pickle!r} is not true or false")
     if spec.a1111_hash is not None and not re.fullmatch(r"[0-9a-f]{10}", str(spec.a1111_hash)):
@@ -66,10 +67,11 @@ def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
     return spec
 
 
-def parse_runner(c: Collector, raw) -> RunnerSpec:
+def parse_runner(c: Collector, raw, runners: tuple[str, ...]) -> RunnerSpec:
+    """`runners`: the names of the runner registry (runners/__init__.py)."""
     runner = c.section({"name": raw} if isinstance(raw, str) else raw, "runner", RunnerSpec)
-    if runner.name not in RUNNERS:
-        c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(RUNNERS)}")
+    if runner.name not in runners:
+        c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(runners)}")
     address = runner.address
     if address is not None:
         m = ADDRESS.fullmatch(address) if isinstance(address, str) else None
@@ -90,14 +92,26 @@ def parse_runner(c: Collector, raw) -> RunnerSpec:
     if runner.dtype not in DTYPES:
         c.add("runner.dtype", f"{runner.dtype!r} is not one of {', '.join(DTYPES)}")
     check_int(c, "runner.compile_min_images", runner.compile_min_images, 0)
-    from ..accel import options
-    from ..errors import ConfigError
-
     try:
-        options(runner)
+        execution_options(runner)
     except ConfigError as e:
         c.problems += e.problems
     return runner
+
+
+def execution_options(runner) -> dict[str, str]:
+    """The optimise, compile and overlap options, lower-cased and checked: a ConfigError names
+    every bad value (YAML booleans arrive as True/False)."""
+    allowed = {"optimise": OPTIMISE, "compile": SWITCH, "overlap": SWITCH}
+    out, problems = {}, []
+    for key, values in allowed.items():
+        value = getattr(runner, key, "auto")
+        out[key] = str(value).strip().lower()  # YAML booleans: str(True) == "True"
+        if out[key] not in values:
+            problems.append(f"runner.{key}: {value!r} is not one of {', '.join(values)}")
+    if problems:
+        raise ConfigError(problems)
+    return out
 
 
 def parse_output(c: Collector, raw) -> OutputSpec:

@@ -7,7 +7,6 @@ zip positions, then seeds. `task_id` is a content hash of everything that determ
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import hashlib
 import itertools
@@ -19,6 +18,8 @@ from typing import Iterable, Iterator, NamedTuple
 from . import prompts as P
 from . import samplers
 from .job import JobSpec, is_off, parse_size
+from .loras import resolve
+from .prompt_sets import PromptSet
 
 
 class Task(NamedTuple):
@@ -89,25 +90,15 @@ def _settings(spec: JobSpec, levels: dict) -> dict:
     scale = levels.get("hires.scale", hires.scale)
     out["hires"] = None if is_off(scale) else (
         float(scale), float(levels.get("hires.strength", hires.strength)), hires.upscaler)
-    loras = [(lo.path, lo.scale) for lo in spec.loras]
+    loras = [(resolve(lo.path), lo.scale) for lo in spec.loras]
     if "lora.path" in levels or "lora.scale" in levels:
         first = loras[0] if loras else (None, 1.0)
         path = levels.get("lora.path", first[0])
-        path = None if is_off(path) else lora_file(str(path))
+        path = None if is_off(path) else resolve(str(path))
         first = (path, float(levels.get("lora.scale", first[1])))
         loras = [first, *loras[1:]] if loras else [first]
     out["loras"] = tuple(lo for lo in loras if lo[0] is not None)
     return out
-
-
-@functools.lru_cache(maxsize=None)
-def lora_file(path: str) -> str:
-    """A `lora.path` level as a file path (`embedded:tiny` resolved)."""
-    from ..loras import resolve
-
-    return resolve(path)
-
-
 
 
 def task_key(model_identity: str, prompt: str, negative: str, s: dict, weighting: str = "a1111",
@@ -181,7 +172,7 @@ def _bulk_allocation():
             gc.enable()
 
 
-def expand(spec: JobSpec, prompt_set: P.PromptSet, identities: dict[str, str]) -> list[Task]:
+def expand(spec: JobSpec, prompt_set: PromptSet, identities: dict[str, str]) -> list[Task]:
     """Every task of the job (or its seeded random sample). `identities` maps model config names
     to their identity strings (hub id + revision, file hash, ...; see models.identity) and
     `lora:<path>` to a LoRA file's identity."""
@@ -189,7 +180,7 @@ def expand(spec: JobSpec, prompt_set: P.PromptSet, identities: dict[str, str]) -
         return _expand(spec, prompt_set, identities)
 
 
-def _expand(spec: JobSpec, prompt_set: P.PromptSet, identities: dict[str, str]) -> list[Task]:
+def _expand(spec: JobSpec, prompt_set: PromptSet, identities: dict[str, str]) -> list[Task]:
     tasks: list[Task] = []
     make = tuple.__new__  # Task(...) without argument parsing: a million times faster matters
     combos = list(_combinations(spec))
