@@ -11,13 +11,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__, models, offline
+from . import __version__, offline
+from .engine import sources as models
 from .spec.prompt_sets import PromptLibrary, PromptSet
 from .spec import sweep
-from .offline_lora import ensure_embedded
+from .offline.lora import ensure_embedded
 from .spec.job import JobSpec, count_tasks, is_off
 from .spec.loras import resolve
-from .generate import token_count
+from .engine.generator import token_count
 from .rundir import done_ids
 from .rundir import jobfile
 from .rundir.lock import RunLock

@@ -39,7 +39,7 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
     """Score every `ok` image of the run with each scorer; returns {scorer: images scored}."""
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     from .spec.job import RunnerSpec
-    from .generate import resolve_device
+    from .engine.generator import resolve_device
 
     run_dir = Path(run_dir)
     df = load_run(run_dir)

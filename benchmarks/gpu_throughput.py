@@ -161,7 +161,8 @@ def start_framework(pipe, s: dict, device: str, quick: bool, compile_: bool, ove
     optimisations (`optimise: on`) and the overlap that `auto` keeps for CUDA."""
     import yaml
 
-    from animagine_batch import model_loading, models
+    from animagine_batch.engine import loading as model_loading
+    from animagine_batch.engine import sources as models
     from animagine_batch.spec.job import ModelSpec, RunnerSpec
     from animagine_batch.runners.base import WorkerContext
     from animagine_batch.runners.local import LocalRunner

@@ -36,9 +36,9 @@ def tiny_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_dir):
-    from animagine_batch import models
+    from animagine_batch.engine import sources as models
     from animagine_batch.spec.job import ModelSpec, RunnerSpec
-    from animagine_batch.generate import Generator
+    from animagine_batch.engine.generator import Generator
 
     spec = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16, max_size=1024)
     return Generator(spec, models.identity(spec), RunnerSpec(device="cpu"), job="t")

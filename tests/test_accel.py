@@ -9,11 +9,12 @@ import torch
 import yaml
 from conftest import REPO, one_unit, pixels
 
-from animagine_batch import accel, models
+from animagine_batch.engine import accel
+from animagine_batch.engine import sources as models
 from animagine_batch.spec import sweep
 from animagine_batch.spec.job import ModelSpec, RunnerSpec
 from animagine_batch.errors import ConfigError
-from animagine_batch.generate import Generator
+from animagine_batch.engine.generator import Generator
 from animagine_batch.runners.base import WorkerContext
 from animagine_batch.runners.local import LocalRunner
 from animagine_batch.spec.job import ScorerSpec
@@ -171,7 +172,7 @@ def test_compile_falls_back_to_eager_only_under_auto():
 
 
 def test_a_lora_loaded_after_fusing_unfuses_first():
-    from animagine_batch.offline_lora import ensure_lora
+    from animagine_batch.offline.lora import ensure_lora
 
     gen = Generator(TINY, models.identity(TINY),
                     RunnerSpec(device="cpu", optimise="on", compile=False), "t")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from animagine_batch.schedulers import build_scheduler
+from animagine_batch.engine.schedulers import build_scheduler
 from animagine_batch.spec import samplers
 from conftest import one_unit, pixels
 

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 
 import clients
-from animagine_batch import models
+from animagine_batch.engine import sources as models
 from animagine_batch.spec import sweep
 from animagine_batch.spec.job import ModelSpec
-from animagine_batch.offline_lora import ensure_lora
+from animagine_batch.offline.lora import ensure_lora
 from animagine_batch.rundir import metadata
 from conftest import REPO, one_unit, run_cli
 

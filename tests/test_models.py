@@ -15,7 +15,10 @@ import yaml
 from PIL import Image
 
 from analysis import load_run
-from animagine_batch import checkpoints, cli, model_loading, models, offline
+from animagine_batch import cli, offline
+from animagine_batch.engine import checkpoints
+from animagine_batch.engine import loading as model_loading
+from animagine_batch.engine import sources as models
 from animagine_batch.spec.job import ModelSpec
 from animagine_batch.errors import ConfigError
 from conftest import run_cli

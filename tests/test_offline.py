@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from animagine_batch import offline
+from animagine_batch.offline import models as offline_models
 
 
 def test_tokenizers_match_real_clip():
@@ -54,10 +55,10 @@ def test_full_size_configs_have_sdxl_shape():
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**offline._config("sdxl", "unet"))
-        vae = AutoencoderKL(**offline._config("sdxl", "vae"))
-        te1 = CLIPTextModel(CLIPTextConfig(**offline._config("sdxl", "text_encoder")))
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**offline._config("sdxl", "text_encoder_2")))
+        unet = UNet2DConditionModel(**offline_models._config("sdxl", "unet"))
+        vae = AutoencoderKL(**offline_models._config("sdxl", "vae"))
+        te1 = CLIPTextModel(CLIPTextConfig(**offline_models._config("sdxl", "text_encoder")))
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**offline_models._config("sdxl", "text_encoder_2")))
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(unet) == pytest.approx(2.567e9, rel=0.01)
     assert count(vae) == pytest.approx(83.65e6, rel=0.01)

@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from animagine_batch import offline_scorers
 from animagine_batch.errors import ConfigError
-from animagine_batch.scorers.aesthetic import IMAGE_MEAN, IMAGE_STD, AestheticScorer
+from animagine_batch.scorers.aesthetic import (IMAGE_MEAN, IMAGE_STD, AestheticScorer,
+                                               ensure_aesthetic)
 
 
 def images(n=5, size=64):
@@ -40,7 +40,7 @@ def test_batching_does_not_change_scores(scorer):
 def test_score_is_looked_up_by_label_not_position(scorer, tmp_path):
     from transformers import ViTForImageClassification
 
-    model = ViTForImageClassification.from_pretrained(offline_scorers.ensure_aesthetic())
+    model = ViTForImageClassification.from_pretrained(ensure_aesthetic())
     model.config.id2label = {0: "lq", 1: "hq"}
     model.config.label2id = {"lq": 0, "hq": 1}
     with torch.no_grad():
@@ -80,7 +80,7 @@ def test_missing_weights_name_the_scorer_and_the_override(tmp_path):
     with pytest.raises(ConfigError, match="cannot load the aesthetic classifier"):
         AestheticScorer("aesthetic_shadow_v2", {"id": "NeoChen1024/aesthetic-shadow-v2-backup"}, "cpu")
     broken = tmp_path / "broken"
-    shutil.copytree(offline_scorers.ensure_aesthetic(), broken)
+    shutil.copytree(ensure_aesthetic(), broken)
     (broken / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(ConfigError, match="scorer 'x'"):
         AestheticScorer("x", {"path": str(broken)}, "cpu")

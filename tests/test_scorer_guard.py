@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from animagine_batch import cli, offline_scorers
+from animagine_batch import cli
 from animagine_batch.errors import ConfigError
 from animagine_batch.rescore import config_hash
-from animagine_batch.scorers import anime_era, anime_quality, reference, registry
+from animagine_batch.scorers import aesthetic, anime_era, anime_quality, clip, reference, registry, wd14
 from animagine_batch.spec.job import ScorerSpec
 from conftest import REPO
 
@@ -39,10 +39,9 @@ def _seed1(builder):
 
 
 SWAPS = {
-    "tiny_aesthetic": (offline_scorers, "ensure_aesthetic",
-                       _seed1(offline_scorers.ensure_aesthetic)),
-    "tiny_clip": (offline_scorers, "ensure_tiny_clip", _seed1(offline_scorers.ensure_tiny_clip)),
-    "tiny_wd14": (offline_scorers, "ensure_wd14", _seed1(offline_scorers.ensure_wd14)),
+    "tiny_aesthetic": (aesthetic, "ensure_aesthetic", _seed1(aesthetic.ensure_aesthetic)),
+    "tiny_clip": (clip, "ensure_tiny_clip", _seed1(clip.ensure_tiny_clip)),
+    "tiny_wd14": (wd14, "ensure_wd14", _seed1(wd14.ensure_wd14)),
     "tiny_anime_quality": (anime_quality.AnimeQualityScorer, "stand_in",
                            staticmethod(_seed1(anime_quality.ensure_tiny))),
     "tiny_anime_era": (anime_era.AnimeEraScorer, "stand_in",
@@ -69,7 +68,7 @@ def test_stand_ins_pass_and_swapped_weights_fail(name, monkeypatch):
 def test_a_scorer_without_shipped_outputs_records_then_checks(tmp_path, monkeypatch):
     monkeypatch.setenv("ANIMAGINE_BATCH_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "wd"
-    shutil.copytree(offline_scorers.ensure_wd14(), folder)
+    shutil.copytree(wd14.ensure_wd14(), folder)
     spec = spec_of("wd14", path=str(folder), id=None)
     first = registry.build(spec, "cpu").provenance["reference_check"]
     assert first["status"] == "recorded"
@@ -77,7 +76,7 @@ def test_a_scorer_without_shipped_outputs_records_then_checks(tmp_path, monkeypa
     assert saved["source"]["path"] == str(folder) and len(saved["values"]) == 5
     assert saved["recorded"]["device"] == "cpu" and "onnxruntime" in saved["recorded"]["versions"]
     assert registry.build(spec, "cpu").provenance["reference_check"]["status"] == "passed"
-    shutil.copy(offline_scorers.ensure_wd14(1) / "model.onnx", folder / "model.onnx")
+    shutil.copy(wd14.ensure_wd14(1) / "model.onnx", folder / "model.onnx")
     with pytest.raises(ConfigError, match="scorer 'wd14': its reference images"):
         registry.build(spec, "cpu")
     assert registry.build(spec_of("wd14", path=str(folder), id=None, reference="off"),
@@ -93,8 +92,8 @@ def test_a_run_with_swapped_weights_stops_before_any_output(tmp_path, monkeypatc
     `run` and for `score`, and nothing written."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("ANIMAGINE_BATCH_CACHE", str(cache))
-    built = offline_scorers.ensure_wd14()
-    shutil.copy(offline_scorers.ensure_wd14(1) / "model.onnx", built / "model.onnx")
+    built = wd14.ensure_wd14()
+    shutil.copy(wd14.ensure_wd14(1) / "model.onnx", built / "model.onnx")
     root = tmp_path / "out"
     code = cli.main(["run", str(REPO / "jobs" / "demo.yaml"), f"output.root={root}",
                      "runner=local", "scorers=[tiny_wd14]"])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animagine_batch import offline_scorers
 from animagine_batch.errors import ConfigError
-from animagine_batch.scorers.wd14 import WD14Scorer, danbooru, preprocess, prompted_rating
+from animagine_batch.scorers.wd14 import (WD14Scorer, danbooru, ensure_wd14, preprocess,
+                                          prompted_rating)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_preprocessing_pads_white_bgr_0_255_nhwc():
 
 
 def test_stand_in_has_the_real_contract(scorer):
-    folder = offline_scorers.ensure_wd14()
+    folder = ensure_wd14()
     with open(folder / "selected_tags.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["tag_id", "name", "category", "count"]

@@ -15,7 +15,7 @@ from animagine_batch.rundir import metadata
 from animagine_batch.rundir import schema as S
 from animagine_batch.rundir import write as store
 from animagine_batch.errors import ConfigError
-from animagine_batch.generate import UnitResult
+from animagine_batch.engine.generator import UnitResult
 
 
 def test_infotext_round_trips_through_the_a1111_regex():

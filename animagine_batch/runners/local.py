@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .. import accel
-from ..generate import UnitResult, resolve_device
+from ..engine import accel
+from ..engine.generator import UnitResult, resolve_device
 from ..spec.sweep import Unit
 from .base import WorkerContext
 from .overlap import overlapped

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 
-from ..generate import UnitResult
+from ..engine.generator import UnitResult
 from ..spec.sweep import Unit
 from .worker import Worker
 

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import ray
 
-from ..generate import UnitResult
+from ..engine.generator import UnitResult
 from ..spec.sweep import Unit
 from .base import WorkerContext
 from .worker import Worker

@@ -3,7 +3,7 @@ it before loading another model), and generate units."""
 
 from __future__ import annotations
 
-from ..generate import Generator, UnitResult, resolve_device
+from ..engine.generator import Generator, UnitResult, resolve_device
 from ..scorers import registry
 from ..spec.sweep import Unit
 from .base import WorkerContext

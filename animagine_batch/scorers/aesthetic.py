@@ -7,9 +7,11 @@ CC-BY-NC-4.0 (non-commercial): the licence is recorded in the run's provenance.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from .. import offline_scorers
+from ..cache import build_once, cache_dir
 from ..spec.tags import AESTHETIC_CUTS, aesthetic_tag
 from . import base
 from .base import batches, load_error, local_or_hub, require_cached
@@ -32,6 +34,28 @@ def make_processor(image_size: int):
     return ViTImageProcessor(do_resize=True, size={"height": image_size, "width": image_size},
                              resample=BILINEAR, do_rescale=True, rescale_factor=1 / 255,
                              do_normalize=True, image_mean=IMAGE_MEAN, image_std=IMAGE_STD)
+
+
+def ensure_aesthetic(seed: int = 0) -> Path:
+    """The offline stand-in: a tiny `ViTForImageClassification` with seeded random weights and
+    the same processor, saved like a hub checkpoint."""
+    def build(folder: Path):
+        import torch
+        from transformers import ViTConfig, ViTForImageClassification
+
+        config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=37, image_size=64, patch_size=16,
+                           id2label={0: "hq", 1: "lq"}, label2id={"hq": 0, "lq": 1})
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            model = ViTForImageClassification(config)
+        finally:
+            torch.random.set_rng_state(state)
+        model.save_pretrained(folder)
+        make_processor(config.image_size).save_pretrained(folder)
+
+    return build_once(cache_dir() / "scorers" / f"tiny-aesthetic-seed{seed}-v1", build)
 
 
 class AestheticScorer:
@@ -69,7 +93,7 @@ class AestheticScorer:
         self.dtype = torch.float32 if device == "cpu" else torch.bfloat16
         try:
             if options.get("embedded"):
-                source, revision = str(offline_scorers.ensure_aesthetic()), None
+                source, revision = str(ensure_aesthetic()), None
             else:
                 source, revision = local_or_hub(options)
             self.model = ViTForImageClassification.from_pretrained(

@@ -13,13 +13,23 @@ local weights file (`pretrained: /path/open_clip_model.safetensors`), or `model:
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 
-from .. import offline_scorers
+from ..cache import build_once, cache_dir
 from ..errors import ConfigError
 from . import base
 from .base import batches, load_error, require_cached
 
+TINY_CLIP_NAME = "animagine-tiny-clip"
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
+}
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}  # open_clip's names
 RESIZE_MODES = ("shortest", "longest", "squash")  # open_clip's image_resize_mode
 
@@ -33,6 +43,42 @@ def resolve_precision(name: str, options: dict, device: str | None) -> str:
         raise ConfigError(f"scorer.{name}.precision: {precision!r} is not one of "
                           f"auto, {', '.join(PRECISIONS)}")
     return precision
+
+
+def register_tiny_clip() -> str:
+    """Register the tiny open_clip config (idempotent); returns its model name."""
+    import open_clip
+
+    folder = cache_dir() / "scorers" / "open_clip_configs"
+    path = folder / f"{TINY_CLIP_NAME}.json"
+    if not path.is_file() or json.loads(path.read_text()) != TINY_CLIP_CONFIG:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(TINY_CLIP_CONFIG))
+        os.replace(tmp, path)
+    if TINY_CLIP_NAME not in open_clip.list_models():
+        open_clip.add_model_config(folder)
+    return TINY_CLIP_NAME
+
+
+def ensure_tiny_clip(seed: int = 0) -> Path:
+    """Seeded random weights of the tiny CLIP, saved as a file open_clip loads as `pretrained`."""
+    name = register_tiny_clip()
+
+    def build(folder: Path):
+        import open_clip
+        import torch
+
+        state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            model = open_clip.create_model(name, pretrained=None)
+        finally:
+            torch.random.set_rng_state(state)
+        torch.save(model.state_dict(), folder / "open_clip_model.pt")
+
+    folder = build_once(cache_dir() / "scorers" / f"tiny-clip-seed{seed}-v1", build)
+    return folder / "open_clip_model.pt"
 
 
 class ClipScorer:
@@ -86,8 +132,8 @@ class ClipScorer:
         self.store_embeddings = bool(options.get("store_embeddings"))
         model_name, pretrained = options.get("model"), options.get("pretrained")
         if options.get("embedded"):
-            pretrained = str(offline_scorers.ensure_tiny_clip())
-            model_name = offline_scorers.register_tiny_clip()
+            pretrained = str(ensure_tiny_clip())
+            model_name = register_tiny_clip()
         precision = resolve_precision(name, options, device)
         try:
             self.model, _, self.preprocess = open_clip.create_model_and_transforms(

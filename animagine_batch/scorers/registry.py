@@ -1,8 +1,10 @@
 """Scorer registry: scorer kinds -> classes, and scorer configs (conf/scorer/<name>.yaml) -> specs.
 
-A scorer config names its `kind` (the module that implements it) and that kind's options; the
-offline stand-ins are configs of the same kinds (`tiny_clip` is kind `clip` with an embedded
-model), so they run through the same code as the real scorers.
+The kinds are found in the modules of this package: every class with a `kind` (one module per
+scorer, holding the scorer and the builder of its offline stand-in). A scorer config names its
+`kind` and that kind's options; the offline stand-ins are configs of the same kinds
+(`tiny_clip` is kind `clip` with an embedded model), so they run through the same code as the
+real scorers.
 
 A scorer class has `kind`, `version`, `higher_is_better` (column -> bool), `options` (option ->
 check: any other option is refused), `columns(options)`
@@ -16,24 +18,30 @@ an `__init__(name, options, device)` that loads weights once, and
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 
 from ..spec.job import ScorerSpec
 
-KINDS: dict[str, str] = {
-    "aesthetic": "aesthetic:AestheticScorer",
-    "clip": "clip:ClipScorer",
-    "wd14": "wd14:WD14Scorer",
-    "anime_quality": "anime_quality:AnimeQualityScorer",
-    "anime_era": "anime_era:AnimeEraScorer",
-}
+
+@functools.cache
+def kinds() -> dict[str, type]:
+    """Scorer kind -> class: each class of this package's modules that declares a `kind`."""
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(importlib.import_module(__package__).__path__):
+        module = importlib.import_module(f"{__package__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and obj.__module__ == module.__name__ \
+                    and getattr(obj, "kind", None):
+                found[obj.kind] = obj
+    return dict(sorted(found.items()))
 
 
 def scorer_class(kind: str):
-    if kind not in KINDS:
-        raise KeyError(f"unknown scorer kind {kind!r}; allowed: {', '.join(sorted(KINDS))}")
-    module, cls = KINDS[kind].split(":")
-    return getattr(importlib.import_module(f"animagine_batch.scorers.{module}"), cls)
+    if kind not in kinds():
+        raise KeyError(f"unknown scorer kind {kind!r}; allowed: {', '.join(kinds())}")
+    return kinds()[kind]
 
 
 def option_problems(name: str, config: dict) -> list[str]:
@@ -42,8 +50,8 @@ def option_problems(name: str, config: dict) -> list[str]:
 
     config = dict(config)
     kind = config.pop("kind", None)
-    if kind not in KINDS:
-        return [f"scorer config {name}: kind {kind!r} is not one of {', '.join(sorted(KINDS))}"]
+    if kind not in kinds():
+        return [f"scorer config {name}: kind {kind!r} is not one of {', '.join(kinds())}"]
     cls = scorer_class(kind)
     found = problems(name, config, cls.options)
     sources = ("embedded", "path", "id") if "id" in cls.options else ("embedded", "model")

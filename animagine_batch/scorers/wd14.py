@@ -15,12 +15,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import offline_scorers
+from ..cache import build_once, cache_dir
 from ..spec.tags import field_text, normalise_tag, split_tags, strip_emphasis
 from . import base
 from .base import batches, load_error, require_cached
 
 RATINGS = ("general", "sensitive", "questionable", "explicit")
+# the offline stand-in (`ensure_wd14`): input size and tags, the first four its ratings
+TINY_WD14_SIZE = 64
+TINY_WD14_TAGS = [
+    ("general", 9), ("sensitive", 9), ("questionable", 9), ("explicit", 9),
+    ("1girl", 0), ("1boy", 0), ("solo", 0), ("smile", 0), ("twintails", 0), ("outdoors", 0),
+    ("upper_body", 0), ("looking_at_viewer", 0), ("long_hair", 0), ("short_hair", 0),
+    ("blue_eyes", 0), ("red_hair", 0), ("^_^", 0), ("simple_background", 0),
+    ("hatsune_miku", 4), ("uzumaki_naruto", 4), ("souryuu_asuka_langley", 4),
+]
 
 
 def preprocess(image: Image.Image, size: int) -> np.ndarray:
@@ -56,6 +65,50 @@ def prompted_rating(prompt: str) -> str | None:
     if "safe" in tags or "general" in tags:
         return "general"
     return None
+
+
+def ensure_wd14(seed: int = 0) -> Path:
+    """The offline stand-in: a folder with `model.onnx` (a small ONNX graph with the real
+    contract: NHWC float32 BGR 0-255 in, per-tag sigmoid probabilities out) and
+    `selected_tags.csv`, like the WD tagger repositories."""
+
+    def build(folder: Path):
+        import numpy as np
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+
+        rng = np.random.default_rng(seed)
+        n = len(TINY_WD14_TAGS)
+        weight = rng.normal(0, 3.0, (3, n)).astype(np.float32)
+        bias = rng.normal(0, 1.0, (n,)).astype(np.float32)
+        nodes = [
+            helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]),
+            helper.make_node("ReduceMean", ["nchw"], ["mean"], axes=[2, 3], keepdims=0),
+            helper.make_node("Div", ["mean", "scale"], ["unit"]),
+            helper.make_node("MatMul", ["unit", "weight"], ["logits0"]),
+            helper.make_node("Add", ["logits0", "bias"], ["logits"]),
+            helper.make_node("Sigmoid", ["logits"], ["output"]),
+        ]
+        graph = helper.make_graph(
+            nodes, "tiny_wd14",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                           ["batch", TINY_WD14_SIZE, TINY_WD14_SIZE, 3])],
+            [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", n])],
+            initializer=[numpy_helper.from_array(np.array(255.0, np.float32), "scale"),
+                         numpy_helper.from_array(weight, "weight"),
+                         numpy_helper.from_array(bias, "bias")],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        onnx.save(model, folder / "model.onnx")
+        with open(folder / "selected_tags.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["tag_id", "name", "category", "count"])
+            for i, (tag, category) in enumerate(TINY_WD14_TAGS):
+                w.writerow([i, tag, category, 1000 - i])
+
+    return build_once(cache_dir() / "scorers" / f"tiny-wd14-seed{seed}-v1", build)
 
 
 class WD14Scorer:
@@ -105,7 +158,7 @@ class WD14Scorer:
     @staticmethod
     def _files(options: dict) -> Path:
         if options.get("embedded"):
-            return offline_scorers.ensure_wd14()
+            return ensure_wd14()
         if options.get("path"):
             folder = Path(options["path"]).expanduser()
             if not (folder / "model.onnx").is_file():

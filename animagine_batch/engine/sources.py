@@ -17,11 +17,11 @@ import json
 import os
 from pathlib import Path
 
-from . import offline
-from .cache import cache_dir
-from .spec.job import EMBEDDED_MODELS, ModelSpec
-from .errors import ConfigError
-from .spec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
+from .. import offline
+from ..cache import cache_dir
+from ..spec.job import EMBEDDED_MODELS, ModelSpec
+from ..errors import ConfigError
+from ..spec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
                           safetensors_problem)
 
 def _offline() -> bool:

@@ -12,14 +12,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import accel
-from . import __version__, model_loading, models, passes
+from .. import __version__
+from . import accel, passes
+from . import loading as model_loading
+from . import sources as models
 from .schedulers import build_scheduler
-from .spec.emphasis import plain_text
-from .spec import samplers
-from .rundir import metadata
-from .spec.job import PASS_AXES, ModelSpec, RunnerSpec, is_off
-from .spec.sweep import Task, Unit
+from ..spec.emphasis import plain_text
+from ..spec import samplers
+from ..rundir import metadata
+from ..spec.job import PASS_AXES, ModelSpec, RunnerSpec, is_off
+from ..spec.sweep import Task, Unit
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import offline
-from .spec.job import ModelSpec
-from .errors import ConfigError
-from .models import PICKLE_HINT, check_pipeline_folder, is_single_file, missing_message
+from .. import offline
+from ..spec.job import ModelSpec
+from ..errors import ConfigError
+from .sources import PICKLE_HINT, check_pipeline_folder, is_single_file, missing_message
 
 
 def _said(e: Exception) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .spec.emphasis import parse
+from ..spec.emphasis import parse
 
 
 def _pad(x, n: int, chunk):

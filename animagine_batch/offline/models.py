@@ -1,60 +1,22 @@
-"""Embedded models built offline: CLIP tokenizer files and seeded SDXL pipelines.
+"""Embedded models built offline: seeded SDXL pipelines (`tiny`, `sdxl_random`).
 
-The tokenizer files are derived from the real CLIP BPE that ships inside open_clip, so token ids
-match real CLIP. Pipelines are built from the component configs in `offline_configs/` with a fixed
-seed, saved once with `save_pretrained` into the cache folder and then loaded with the same
-`from_pretrained` code as real models.
+Pipelines are built from the component configs in `configs/` with a fixed seed, saved once with
+`save_pretrained` into the cache folder and then loaded with the same `from_pretrained` code as
+real models.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
-from functools import lru_cache
 from pathlib import Path
 
-from .cache import build_once, cache_dir
-from .spec.job import EMBEDDED_MODELS as EMBEDDED
+from ..cache import build_once, cache_dir
+from ..spec.job import EMBEDDED_MODELS as EMBEDDED
+from .tokenizers import make_tokenizer
 
 BUILDER_VERSION = 1  # bump when the build changes the weights
-CONFIG_ROOT = Path(__file__).parent / "offline_configs"
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP byte -> printable unicode table."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
-        range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-
-@lru_cache(maxsize=1)
-def clip_vocab_and_merges() -> tuple[dict[str, int], list[str]]:
-    """CLIP's vocab (49,408 entries) and merges from open_clip's bundled BPE file."""
-    import open_clip
-
-    bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    lines = gzip.open(bpe).read().decode("utf-8").split("\n")
-    merges = lines[1 : 49152 - 256 - 2 + 1]
-    units = list(_bytes_to_unicode().values())
-    tokens = units + [u + "</w>" for u in units] + ["".join(m.split()) for m in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {t: i for i, t in enumerate(tokens)}, merges
-
-
-def make_tokenizer(pad_token: str = "<|endoftext|>"):
-    from transformers import CLIPTokenizer
-
-    vocab, merges = clip_vocab_and_merges()
-    return CLIPTokenizer(vocab=dict(vocab), merges=[tuple(m.split()) for m in merges], pad_token=pad_token,
-                         model_max_length=77)
+CONFIG_ROOT = Path(__file__).parent / "configs"
 
 
 def _config(kind: str, component: str) -> dict:
@@ -119,9 +81,3 @@ def ensure_model(name: str, seed: int = 0) -> Path:
         build_pipeline(name, seed, dtype).save_pretrained(folder, safe_serialization=True)
 
     return build_once(model_dir(name, seed), build)
-
-
-def tokenizer_dir() -> Path:
-    """A saved CLIP tokenizer (identical to SDXL's first tokenizer) for token counting."""
-    return build_once(cache_dir() / "tokenizers" / f"clip-v{BUILDER_VERSION}",
-                      lambda folder: make_tokenizer().save_pretrained(folder))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import loras, weighting
-from .spec.job import hires_side
-from .spec.sweep import Unit
+from . import conditioning as weighting
+from . import loras
+from ..spec.job import hires_side
+from ..spec.sweep import Unit
 
 
 class Passes:
