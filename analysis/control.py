@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from animagine_batch.spec.tag_levels import ORDER, RATING_TAG, target
-from animagine_batch.spec.tags import parse_special
+from animagine_batch.spec.tag_levels import ORDER, target
+from animagine_batch.spec.tags import WD_RATING_TAG, parse_special
 
 from . import stats
 from .compare import _numeric, compare
@@ -51,7 +51,7 @@ GROUPS = {
     "year": Group("era_year_tag", "era_year", "anime_era (offline: tiny_anime_era)"),
     "aesthetic": Group("aesthetic_tag", "aesthetic_score",
                        "aesthetic_shadow_v2 (offline: tiny_aesthetic)"),
-    "rating": Group("wd14_rating", "rating_level", "wd14 (offline: tiny_wd14)", RATING_TAG),
+    "rating": Group("wd14_rating", "rating_level", "wd14 (offline: tiny_wd14)", WD_RATING_TAG),
 }
 LEVEL_COLUMNS = ["level", "n_images", "n_prompts", "match", "adjacent", "chance", "n_pairs",
                  "pair_prompts", "mean_none", "mean_level", "shift", "ci_low", "ci_high", "ci_level", "p_adj",

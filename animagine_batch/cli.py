@@ -228,8 +228,11 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("settings", nargs="*",
                     help="scorers=[clip,wd14] scorer.clip.batch_size=32 device=cuda")
     sc.set_defaults(func=cmd_score)
-    from .analysis_cli import add_parsers
+    from analysis.cli import add_parsers
 
+    from .export.cli import add_parser as add_export_parser
+
+    add_export_parser(sub)
     add_parsers(sub)
     return p
 

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ..cache import build_once, cache_dir
-from ..spec.tags import field_text, normalise_tag, split_tags, strip_emphasis
+from ..spec.tags import WD_RATING_TAG, field_text, normalise_tag, split_tags, strip_emphasis
+from ..spec.tags import prompted_rating as prompted_rating_tag
 from . import base
 from .base import batches, load_error, require_cached
 
@@ -54,17 +55,11 @@ def danbooru(tag: str) -> str:
 
 
 def prompted_rating(prompt: str) -> str | None:
-    """The WD rating a prompt's rating tag asks for, or None when the prompt has none."""
+    """The WD rating a prompt's rating tag asks for (`general` written as a tag counts as
+    `safe`), or None when the prompt has none."""
     tags = {t.strip().lower() for t in split_tags(prompt)}
-    if "explicit" in tags:
-        return "explicit"
-    if "nsfw" in tags:
-        return "questionable"
-    if "sensitive" in tags:
-        return "sensitive"
-    if "safe" in tags or "general" in tags:
-        return "general"
-    return None
+    card = prompted_rating_tag(tags) or ("safe" if "general" in tags else None)
+    return None if card is None else {tag: wd for wd, tag in WD_RATING_TAG.items()}[card]
 
 
 def ensure_wd14(seed: int = 0) -> Path:

@@ -10,7 +10,7 @@ control report (`analysis/control.py`) read them from here.
   probability-weighted mean of those midpoints) is turned into the card's year tag by the card's
   spans, with the cut between two spans half-way between their years. Years before the card's
   oldest span count as `oldest`.
-- rating: the WD tagger's four ratings are the card's four rating tags.
+- rating: the WD tagger's four ratings are the card's four rating tags (`tags.WD_RATING_TAG`).
 - aesthetic: the aesthetic-shadow-v2 bucket is already a card tag.
 """
 
@@ -42,10 +42,6 @@ ERA_YEAR = {era: (lo + hi) / 2 for era, (lo, hi) in ERA_SPANS.items()}
 # The card's year tags and their creation years.
 YEAR_SPANS = {"oldest": (2005, 2010), "early": (2011, 2014), "mid": (2015, 2017),
               "recent": (2018, 2020), "newest": (2021, 2024)}
-
-# WD tagger ratings -> the card's rating tags.
-RATING_TAG = {"general": "safe", "sensitive": "sensitive", "questionable": "nsfw",
-              "explicit": "explicit, nsfw"}
 
 AESTHETIC_MIDPOINTS = {"very displeasing": 0.135, "displeasing": 0.36, "aesthetic": 0.58,
                        "very aesthetic": 0.855}

@@ -18,6 +18,9 @@ QUALITY_TAGS = (
     "worst quality",
 )
 RATING_TAGS = ("safe", "sensitive", "nsfw", "explicit, nsfw")
+# The WD tagger's four ratings are the card's four rating tags: the one mapping between them.
+WD_RATING_TAG = {"general": "safe", "sensitive": "sensitive", "questionable": "nsfw",
+                 "explicit": "explicit, nsfw"}
 YEAR_TAGS = ("newest", "recent", "mid", "early", "oldest")
 AESTHETIC_TAGS = ("very aesthetic", "aesthetic", "displeasing", "very displeasing")
 
@@ -286,3 +289,13 @@ def parse_special(group: str, value: str) -> list[str]:
             + ", ".join(allowed + extra)
         )
     return tags
+
+
+def prompted_rating(tags) -> str | None:
+    """The card's rating tag that a prompt's tags ask for, the most explicit first (`explicit`
+    stands for `explicit, nsfw`); None when it has none."""
+    found = {t.strip() for t in tags}
+    for tag in reversed(RATING_TAGS):
+        if tag.split(",")[0] in found:
+            return tag
+    return None

@@ -15,11 +15,16 @@ bucketing that keeps every image at its saved size.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
 
 import tomli_w
+from PIL import Image
+
+from .base import ExportJob
+from .select import image_bytes
 
 LAYOUTS = ("finetune", "dreambooth")
 CAPTION_EXTENSION = ".txt"
@@ -70,3 +75,30 @@ def dataset_config(layout: str, folder: Path, image_dir: str, sizes: list[tuple[
     header = ("# sd-scripts --dataset_config of an animagine-batch export.\n"
               f"# {how}; keep_tokens holds the subject, character and series tags in place.\n\n")
     return header + tomli_w.dumps(config)
+
+
+def write(job: ExportJob) -> None:
+    """The pairs, `metadata.json` (fine-tune layout) and `dataset_config.toml` (its paths are
+    where the folder will be: `job.final`)."""
+    layout = job.kohya_layout
+    sub = subset_folder(Path(job.run_dir).resolve().name) if layout == "dreambooth" else ""
+    images = job.folder / sub
+    images.mkdir(exist_ok=True)
+    meta, sizes, keep = {}, [], 0
+    for row in job.rows.to_dict("records"):
+        name = f"{row['task_id']}.png"
+        caption, lead = job.caption(row)
+        (images / name).write_bytes(image_bytes(job.run_dir, row))
+        with Image.open(images / name) as im:
+            size = im.size  # what was saved: a hi-res image is larger than width x height
+        (images / f"{row['task_id']}{CAPTION_EXTENSION}").write_text(
+            ", ".join(caption) + "\n", encoding="utf-8")
+        meta[name] = metadata_entry(", ".join(caption), size)
+        sizes.append(size)
+        keep = max(keep, lead)
+    if layout == "finetune":
+        (job.folder / "metadata.json").write_text(
+            json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    if sizes:
+        (job.folder / "dataset_config.toml").write_text(
+            dataset_config(layout, job.final, sub, sizes, keep), encoding="utf-8")

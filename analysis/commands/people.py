@@ -1,13 +1,13 @@
-"""Subcommands for people looking at a run: gallery, rate, agreement, and the human rows of
-`compare --metric human` (no Hydra, no torch)."""
+"""`rate`, `agreement` and the human rows of `compare --metric human`: what people make of a
+run's images."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 
-from animagine_batch.rundir import ResultsError, load_run
+from animagine_batch.rundir import ResultsError
+
+from ..context import RunContext, load_context, write_table
 
 HUMAN_SHOW = ["axis", "level", "reference", "n_votes", "n_ties", "n_prompts", "strength",
               "ci_low", "ci_high", "ci_level", "prefer", "prefer_low", "prefer_high", "win_rate",
@@ -21,30 +21,22 @@ def _fmt(df: pd.DataFrame, columns: list[str]) -> str:
         index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def _run(path: str) -> Path:
-    p = Path(path)
-    if not (p / "results").is_dir():
-        raise ResultsError(f"{p} is not a run directory (no results/ folder)")
-    return p
-
-
-def human_table(run: Path, df: pd.DataFrame, by: str | None, reference=None) -> pd.DataFrame:
+def human_table(ctx: RunContext, by: str | None, reference=None) -> pd.DataFrame:
     """`compare --metric human`: the human-preference rows of one axis, printed with a footer."""
-    from .compare import axis_levels
-    from .human import compare_human
-    from .ratings import read_votes
+    from ..human import compare_human
+    from ..ratings import read_votes
 
     if not by:
         raise ResultsError("--metric human needs --by AXIS: votes compare the levels of one axis")
-    votes, torn = read_votes(run)
-    table = compare_human(df, votes, by, axis_levels(run, by), reference)
+    votes, torn = read_votes(ctx.path)
+    table = compare_human(ctx.table, votes, by, ctx.levels(by), reference)
     print(_fmt(table, HUMAN_SHOW))
     print(human_footer(votes, by, torn))
     return table
 
 
 def human_footer(votes: pd.DataFrame, by: str, torn: int = 0) -> str:
-    from .stats import MIN_PROMPTS
+    from ..stats import MIN_PROMPTS
 
     v = votes[votes["axis"] == by]
     counts = v["choice"].value_counts()
@@ -60,27 +52,9 @@ def human_footer(votes: pd.DataFrame, by: str, torn: int = 0) -> str:
     return "\n".join(lines)
 
 
-def cmd_gallery(args) -> int:
-    from .gallery import build_gallery
-
-    run = _run(args.run_dir)
-    index, counts = build_gallery(run, args.out, args.thumb_size, args.workers)
-    print(f"{counts['images']:,} images, {counts['thumbnails']:,} thumbnails ({counts['made']:,} "
-          f"made, {counts['kept']:,} already there) -> {index}")
-    for error in counts["errors"][:5]:
-        print(f"unreadable image: {error}")
-    if len(counts["errors"]) > 5:
-        print(f"... and {len(counts['errors']) - 5} more unreadable images")
-    if args.serve:
-        from .gallery.serve import GalleryApp
-
-        ids = set(load_run(run)["task_id"])
-        _serve(GalleryApp(run, index.parent, ids), args.port, "gallery")
-    return 0
-
-
-def _serve(app, port: int, what: str) -> None:
-    from .webserver import make_server, serve_forever
+def serve(app, port: int, what: str) -> None:
+    """Serve a page on 127.0.0.1 until interrupted."""
+    from ..webserver import make_server, serve_forever
 
     if not 0 <= port <= 65535:
         raise ResultsError(f"--port {port}: allowed: 0 (any free port) to 65535")
@@ -92,16 +66,14 @@ def _serve(app, port: int, what: str) -> None:
     serve_forever(server, what)
 
 
-def rate_levels(df: pd.DataFrame, run: Path, by: str, wanted: list[str] | None) -> list:
-    from .compare import axis_levels, job_axes
-
-    axes = job_axes(run)
+def rate_levels(ctx: RunContext, by: str, wanted: list[str] | None) -> list:
+    df = ctx.table
     if by not in df.columns or by == "prompt_key":
-        raise ResultsError(f"--by {by}: not an axis of this run; axes: {', '.join(axes)}")
+        raise ResultsError(f"--by {by}: not an axis of this run; axes: {', '.join(ctx.axes)}")
     ok = df[df["status"] == "ok"]
     present = list(pd.unique(ok[by].dropna()))
-    order = [v for v in axis_levels(run, by) if v in present] + \
-        [v for v in present if v not in axis_levels(run, by)]
+    declared = ctx.levels(by)
+    order = [v for v in declared if v in present] + [v for v in present if v not in declared]
     if wanted:
         unknown = [w for w in wanted if w not in {str(v) for v in order}]
         if unknown:
@@ -115,46 +87,36 @@ def rate_levels(df: pd.DataFrame, run: Path, by: str, wanted: list[str] | None) 
 
 
 def cmd_rate(args) -> int:
-    from .compare import job_axes
-    from .rate_server import RatingApp
+    from ..rate_server import RatingApp
 
-    run = _run(args.run_dir)
-    df = load_run(run)
-    if df.empty:
-        raise ResultsError(f"{run} has no result rows: run its job first")
-    levels = rate_levels(df, run, args.by, args.levels)
-    app = RatingApp(run, df, args.by, levels, job_axes(run), args.active, args.seed)
+    ctx = load_context(args.run_dir)
+    levels = rate_levels(ctx, args.by, args.levels)
+    app = RatingApp(ctx.path, ctx.table, args.by, levels, ctx.axes, args.active, args.seed)
     print(f"rating {args.by}: {', '.join(map(str, levels))}; "
-          f"{len(app.scheduler.candidates):,} pairs; votes -> {run / 'ratings'}", flush=True)
+          f"{len(app.scheduler.candidates):,} pairs; votes -> {ctx.path / 'ratings'}", flush=True)
     try:
-        _serve(app, args.port, "rating page")
+        serve(app, args.port, "rating page")
     finally:
         app.log.close()
     return 0
 
 
 def cmd_agreement(args) -> int:
-    from .agreement import agreement_table, inter_rater, inter_rater_text, rank_correlations
-    from .compare import axis_levels, directions, metric_columns
-    from .ratings import read_votes
+    from ..agreement import agreement_table, inter_rater, inter_rater_text, rank_correlations
+    from ..ratings import read_votes
 
-    run = _run(args.run_dir)
-    df, dirs = load_run(run), directions(run)
-    votes, torn = read_votes(run)
+    ctx = load_context(args.run_dir, rows=None)
+    votes, torn = read_votes(ctx.path)
     if votes.empty:
-        raise ResultsError(f"{run} has no votes in ratings/; collect some with "
+        raise ResultsError(f"{ctx.path} has no votes in ratings/; collect some with "
                            "`animagine-batch rate RUN --by AXIS`")
-    metrics = args.metric or metric_columns(df, dirs)
-    unknown = [m for m in metrics if m not in df.columns]
-    if unknown:
-        raise ResultsError(f"--metric {', '.join(unknown)}: no such column in {run}; its "
-                           f"metrics: {', '.join(metric_columns(df, dirs)) or '(none)'}")
+    metrics = ctx.metrics(args.metric)
     if not metrics:
-        raise ResultsError(f"{run} has no score columns to compare with the votes")
-    table = agreement_table(df, votes, metrics, dirs)
+        raise ResultsError(f"{ctx.path} has no score columns to compare with the votes")
+    table = agreement_table(ctx.table, votes, metrics, ctx.directions)
     print(_fmt(table, AGREEMENT_SHOW))
-    levels = {a: axis_levels(run, a) for a in set(votes["axis"])}
-    rho = rank_correlations(df, votes, metrics, levels)
+    rho = rank_correlations(ctx.table, votes, metrics, {a: ctx.levels(a)
+                                                         for a in set(votes["axis"])})
     if len(rho):
         print("\nrank correlation of each metric's level means with the human strengths "
               "(Spearman, descriptive):")
@@ -168,22 +130,11 @@ def cmd_agreement(args) -> int:
     if torn:
         print(f"{torn} torn last lines of vote files (a crash mid-write) were skipped")
     if args.out:
-        args.write_table(table, args.out)
+        write_table(table, args.out)
     return 0
 
 
-def add_parsers(sub, write_table) -> None:
-    """The subcommands; `write_table(df, path)` writes a table given with --out."""
-    g = sub.add_parser("gallery", help="a browsable static gallery of a run (opens from disk)")
-    g.add_argument("run_dir")
-    g.add_argument("--out", help="folder of the gallery (default: RUN/gallery)")
-    g.add_argument("--thumb-size", type=int, default=256, help="thumbnail size in pixels")
-    g.add_argument("--workers", type=int, help="thumbnail processes (default: the CPUs)")
-    g.add_argument("--serve", action="store_true",
-                   help="then serve it on 127.0.0.1, saving selections to RUN/selection.json")
-    g.add_argument("--port", type=int, default=8766, help="with --serve (0: any free port)")
-    g.set_defaults(func=cmd_gallery)
-
+def add_parsers(sub) -> None:
     r = sub.add_parser("rate", help="blind pairwise rating of an axis's levels on 127.0.0.1")
     r.add_argument("run_dir")
     r.add_argument("--by", required=True, help="the axis whose levels are compared")
@@ -198,4 +149,4 @@ def add_parsers(sub, write_table) -> None:
     a.add_argument("run_dir")
     a.add_argument("--metric", action="append", help="score column (repeatable; default: all)")
     a.add_argument("--out", help="write the table to .csv, .parquet or .md")
-    a.set_defaults(func=cmd_agreement, write_table=write_table)
+    a.set_defaults(func=cmd_agreement)
