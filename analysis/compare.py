@@ -14,12 +14,13 @@ import pandas as pd
 from animagine_batch.rundir import ResultsError
 from animagine_batch.rundir.jobfile import axis_levels, job_axes
 from animagine_batch.rundir.provenance import LOWER_IS_BETTER, directions
+from animagine_batch.rundir.schema import PAIRED_COLUMNS
 
 from . import stats
 
 __all__ = ["axis_levels", "compare", "directions", "interaction", "job_axes",
            "marginal_effects", "metric_columns"]
-BASE_FACTORS = ["model", "prompt_key", "seed", "sampler", "steps", "cfg", "width", "height"]
+BASE_FACTORS = list(PAIRED_COLUMNS)  # model, prompt_key, sampler, steps, ..., seed
 DERIVED = {"model": ["model_name"], "size": ["width", "height"], "width": ["size"],
            "height": ["size"], "model_name": ["model"]}
 # columns that name or describe one image rather than the factors that made it

@@ -16,7 +16,8 @@ from .engine import sources as models
 from .spec.prompt_sets import PromptLibrary, PromptSet
 from .spec import sweep
 from .offline.lora import ensure_embedded
-from .spec.job import JobSpec, count_tasks, is_off
+from .spec.job import JobSpec, count_tasks
+from .spec.values import is_off
 from .spec.loras import resolve
 from .engine.generator import token_count
 from .rundir import done_ids

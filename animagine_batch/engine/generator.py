@@ -20,7 +20,9 @@ from .schedulers import build_scheduler
 from ..spec.emphasis import plain_text
 from ..spec import samplers
 from ..rundir import metadata
-from ..spec.job import PASS_AXES, ModelSpec, RunnerSpec, is_off
+from ..rundir.layout import image_path
+from ..rundir.rows import base_row
+from ..spec.job import ModelSpec, RunnerSpec
 from ..spec.sweep import Task, Unit
 
 
@@ -90,25 +92,6 @@ def resolve_device(runner: RunnerSpec):
     else:
         dtype = names[runner.dtype]
     return device, dtype
-
-
-def base_row(task: Task, job: str, model_label: str) -> dict:
-    """The columns a task fixes before it is generated."""
-    row = {
-        "task_id": task.task_id, "job": job, "model": model_label, "model_name": task.model,
-        "prompt_key": task.prompt_key, "subject": task.subject, "character": task.character,
-        "series": task.series, "prompt": task.prompt, "negative_prompt": task.negative_prompt,
-        "content_prompt": task.content_prompt, "sampler": samplers.get(task.sampler).name,
-        "steps": task.steps, "cfg": task.cfg, "width": task.width, "height": task.height,
-        "seed": task.seed, "weighting": task.weighting,
-        "hires_scale": task.hires[0] if task.hires else None,
-        "hires_strength": task.hires[1] if task.hires else None,
-        "loras": "; ".join(f"{p}:{s:g}" for p, s in task.loras) or None,
-    }
-    for axis, level in task.axes:
-        if axis not in ("model", "sampler", "steps", "cfg", "width", "height"):
-            row[axis] = "none" if axis in PASS_AXES and is_off(level) else level
-    return row
 
 
 def token_count(tokenizer, text: str) -> int:
@@ -223,7 +206,7 @@ class Generator:
                 metadata.demo_metadata(t, self.model_title, sampler_name, self.model_hash),
                 self.png_compress_level)
             pngs[i] = png
-            row.update(status="ok", error=None, image_path=f"images/{t.task_id}.png",
+            row.update(status="ok", error=None, image_path=image_path(t.task_id),
                        image_sha256=hashlib.sha256(png).hexdigest())
             ok.append(i)
         try:

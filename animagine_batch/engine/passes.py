@@ -7,7 +7,7 @@ import numpy as np
 
 from . import conditioning as weighting
 from . import loras
-from ..spec.job import hires_side
+from ..spec.values import hires_side
 from ..spec.sweep import Unit
 
 

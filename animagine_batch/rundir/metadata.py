@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from ..spec.axes import FIELDS
+
 INFOTEXT_PAIR = re.compile(r"""\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)""")
 
 
@@ -48,6 +50,9 @@ def infotext_params(task, model_name: str, model_hash: str | None, sampler_name:
         "Model hash": model_hash,
         "Model": model_name,
     }
+    for field in FIELDS.values():  # other settings webui records, left out at their default
+        if field.infotext and getattr(task, field.name) != field.default:
+            params[field.infotext] = getattr(task, field.name)
     hires = task.hires
     if hires:
         params |= {"Denoising strength": _num(hires[1]), "Hires upscale": _num(hires[0]),
@@ -87,7 +92,7 @@ def hires_size(task) -> tuple[int, int]:
     """(width, height) of the image a task produces."""
     if not getattr(task, "hires", None):
         return task.width, task.height
-    from ..spec.job import hires_side
+    from ..spec.values import hires_side
 
     return hires_side(task.width, task.hires[0]), hires_side(task.height, task.hires[0])
 

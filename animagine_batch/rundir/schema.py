@@ -11,7 +11,7 @@ import json
 
 import pyarrow as pa
 
-from ..spec.job import PASS_AXES
+from ..spec.axes import PAIRED, column_type
 
 META_KEY = "animagine_batch"  # the schema-metadata key of the provenance JSON
 TYPES = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
@@ -34,21 +34,14 @@ TAIL_COLUMNS = [
     ("status", "string"), ("error", "string"), ("gen_seconds", "float64"), ("worker", "string"),
 ]
 FIXED = {name for name, _ in HEAD_COLUMNS + TAIL_COLUMNS}
+# What analysis matches tasks on in any run, besides its sweep axes: the prompt-set entry, the
+# seed and every axis with a contract column (the axes table's `pairs`), in column order.
+PAIRED_COLUMNS = [c for c, _ in HEAD_COLUMNS if c in {"prompt_key", "seed", *PAIRED}]
 
 
-def axis_type(levels, axis: str = "") -> str:
-    """Arrow type of an axis column from its declared levels. Hi-res and LoRA axes are always
-    text: `none` (the pass off) stays a level analyses can group by, and a resumed run that adds
-    `none` to the levels keeps the column's type (the numbers are in hires_scale, ...)."""
-    if axis in PASS_AXES:
-        return "string"
-    if all(isinstance(v, bool) for v in levels):
-        return "bool"
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
-        return "int64"
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
-        return "float64"
-    return "string"
+def axis_type(levels, axis: str) -> str:
+    """Arrow type name of an axis column (the axes table's rule)."""
+    return column_type(axis, levels)
 
 
 def with_provenance(schema: pa.Schema, provenance: dict) -> pa.Schema:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from . import prompts as P
+from .axes import GENERATION
 
-SEED_LIMIT = 2**63
 # embedded models (`model.embedded`) -> their folder of component configs in offline/configs/
 EMBEDDED_MODELS = {"tiny": "tiny", "sdxl_random": "sdxl"}
 
@@ -50,14 +49,12 @@ class ModelSpec:
         return self.id or self.name
 
 
-@dataclass(frozen=True)
-class GenerationSpec:
-    sampler: str = "euler_a"
-    steps: int = 28
-    cfg: float = 7.0
-    width: int = 832
-    height: int = 1216
-    batch_size: int = 4
+# The generation section: one field per generation setting of the axes table (sampler, steps,
+# cfg, width, height, ...) with the table's default, and the batch size.
+GenerationSpec = make_dataclass(
+    "GenerationSpec", [(k, object, field(default=v)) for k, v in GENERATION.items()]
+    + [("batch_size", int, field(default=4))], frozen=True)
+GenerationSpec.__doc__ = "The `generation` section: the generation axes' settings and batch_size."
 
 
 @dataclass(frozen=True)
@@ -166,30 +163,8 @@ class JobSpec:
         return Path(self.output.root) / self.name
 
 
-GENERATION_AXES = ("model", "sampler", "steps", "cfg", "width", "height", "size")
-PASS_AXES = ("hires.scale", "hires.strength", "lora.path", "lora.scale")
-AXES = GENERATION_AXES + PASS_AXES + P.PROMPT_FIELDS
 TOP_KEYS = ("name", "prompts", "prompt", "generation", "sweep", "model", "scorers", "scorer",
             "runner", "output", "max_tasks", "hires", "loras", "wildcards")
-HIRES_SCALE = (1.0, 2.0)  # the demo app offers 1.0-1.5
-UPSCALERS = ("nearest-exact", "bilinear", "bicubic")
-
-
-def parse_size(value) -> tuple[int, int]:
-    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", str(value))
-    if not m:
-        raise ValueError(f"{value!r} is not a size; write WIDTHxHEIGHT, e.g. 832x1216")
-    return int(m.group(1)), int(m.group(2))
-
-
-def is_off(value) -> bool:
-    """`none`/null levels switch an optional pass (hi-res, LoRA) off."""
-    return value is None or str(value).strip().lower() in ("none", "null", "off", "")
-
-
-def hires_side(size: int, scale: float) -> int:
-    """Side of a hi-res image: latents (size / 8) upscaled by `scale`, floored, times 8."""
-    return int(size // 8 * scale) * 8
 
 
 def count_tasks(n_prompts: int, sweep: SweepSpec, sampled: bool = True) -> int:

@@ -4,60 +4,50 @@ every problem with its key path (so one run of a broken job shows all of them).
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import re
 
 from ..errors import ConfigError
 from . import prompts as P
-from . import samplers
+from .axes import AXES, Levels, check_levels, setting
 from .catalogue import Catalogue
 from .collect import Collector, check_int
-from .job import PASS_AXES, TOP_KEYS, GenerationSpec, JobSpec, count_tasks, parse_size
-from .pass_sections import (check_hires_fit, check_pass_level, parse_hires, parse_loras,
-                            parse_wildcards, pass_overrides, unused_setting)
+from .job import TOP_KEYS, GenerationSpec, JobSpec, LoraSpec, count_tasks
+from .pass_sections import check_hires_fit, parse_hires, parse_loras, parse_wildcards
 from .scorer_section import parse_scorer_section
 from .sections import parse_model, parse_output, parse_runner
 from .sweep_section import parse_max_tasks, parse_sweep
 
-MAX_STEPS = 1000
-MAX_CFG = 100
+def _unused(spec: JobSpec) -> list[str]:
+    """Warnings for the settings a sweep axis replaces in every task, where the job sets them
+    to something else than their default."""
+    defaults = JobSpec(name="", prompts="", prompt=P.PromptOptions(), generation=GenerationSpec(),
+                       sweep=spec.sweep, model=spec.model, models={},
+                       loras=tuple(LoraSpec(path=None) for _ in spec.loras))
+    out = []
+    for axis in spec.sweep.axes:
+        levels = " | ".join(map(str, spec.sweep.levels(axis)))
+        for key in AXES[axis].settings:
+            value, default = setting(spec, key), setting(defaults, key)
+            if key != "model.name" and value != default:
+                out.append(f"{key}={value!r} is not used: the sweep axis {axis} sets it for "
+                           f"every task ({levels})")
+    return out
 
 
-def _check_level(c: Collector, key: str, axis: str, value, spec_models: dict, sizes: list):
-    """Validate one value of a generation or prompt field."""
-    if axis in ("steps",):
-        if check_int(c, key, value, 1) is not None and value > MAX_STEPS:
-            c.add(key, f"{value} steps is more than {MAX_STEPS} (the schedulers' training "
-                  "timesteps)")
-    elif axis == "cfg":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            c.add(key, f"{value!r} is not a number")
-        elif value <= 0:
-            c.add(key, f"cfg {value} must be > 0")
-        elif value > MAX_CFG:
-            c.add(key, f"cfg {value} must be at most {MAX_CFG}")
-    elif axis in ("width", "height"):
-        if check_int(c, key, value, 1) is not None:
-            sizes.append((key, value))
-    elif axis == "size":
-        try:
-            w, h = parse_size(value)
-            sizes += [(key, w), (key, h)]
-        except ValueError as e:
-            c.add(key, str(e))
-    elif axis == "sampler":
-        try:
-            samplers.get(value)
-        except ValueError as e:
-            c.add(key, str(e))
-    elif axis == "model":
-        if str(value) not in spec_models:
-            c.add(key, f"unknown model {value!r}; model configs: {', '.join(sorted(spec_models))}")
-    elif axis in P.PROMPT_FIELDS:
-        for problem in P.check_options(P.PromptOptions(**{axis: str(value)})):
-            c.add(key, problem.split(": ", 1)[1])
-    elif axis in PASS_AXES:
-        check_pass_level(c, key, axis, value)
+def _check_generation(c: Collector, gen, axes: tuple[str, ...], sizes: list) -> None:
+    """The generation section's own settings, checked as levels are. One that an axis replaces
+    is still checked, but not against the model's sizes (it is never used)."""
+    for a in AXES.values():
+        key = a.settings[0]
+        if len(a.settings) != 1 or not key.startswith("generation."):
+            continue
+        replaced = any(key in AXES[b].settings for b in axes)
+        seen = Levels({}, [] if replaced else sizes)
+        a.check(c, key, getattr(gen, key.split(".", 1)[1]), seen)
+        for k, v in seen.sizes if replaced else ():
+            if v % 8:
+                c.add(k, f"{v} is not a multiple of 8")
 
 
 def parse_job(raw: dict, catalogue: Catalogue) -> JobSpec:
@@ -69,7 +59,6 @@ def parse_job(raw: dict, catalogue: Catalogue) -> JobSpec:
     it for the plan) to check it and count the tasks.
     """
     c = Collector()
-    warnings: list[str] = []  # settings that an axis overrides, said before the run
     for k in sorted(set(raw) - set(TOP_KEYS)):
         c.add(k, f"unknown key; allowed: {', '.join(TOP_KEYS)}")
     name = str(raw.get("name") or "")
@@ -106,28 +95,9 @@ def parse_job(raw: dict, catalogue: Catalogue) -> JobSpec:
         c.add("sweep", "lora.scale is an axis but no LoRA is set: add loras: [{path: ...}] or "
               "a lora.path axis")
     sizes: list = []
-    for field_name in ("sampler", "steps", "cfg", "width", "height"):
-        key, value = f"generation.{field_name}", getattr(gen, field_name)
-        axis = "size" if field_name in ("width", "height") and "size" in axes else field_name
-        if axis not in axes:
-            _check_level(c, key, field_name, value, {}, sizes)
-            continue
-        unused: list = []  # an axis sets it for every task: still checked, but not for a model
-        _check_level(c, key, field_name, value, {}, unused)
-        for k, v in unused:
-            if v % 8:
-                c.add(k, f"{v} is not a multiple of 8")
-        if value != getattr(GenerationSpec, field_name):
-            warnings.append(unused_setting(key, value, axis, sweep))
-    for field_name, value in opts.__dict__.items():
-        if field_name in axes and value != getattr(P.PromptOptions, field_name):
-            warnings.append(unused_setting(f"prompt.{field_name}", value, field_name, sweep))
-    warnings += pass_overrides(sweep, hires, loras)
+    _check_generation(c, gen, axes, sizes)
     check_int(c, "generation.batch_size", gen.batch_size, 1)
-    for axis, levels in grid + zipped:
-        group = "grid" if (axis, levels) in grid else "zip"
-        for i, v in enumerate(levels):
-            _check_level(c, f"sweep.{group}.{axis}[{i}]", axis, v, known_models, sizes)
+    check_levels(c, sweep, known_models, sizes)
     lo = max(m.min_size for m in models.values())
     hi = min(m.max_size for m in models.values())
     for key, v in sizes:
@@ -152,7 +122,8 @@ def parse_job(raw: dict, catalogue: Catalogue) -> JobSpec:
               "shrink the sweep or raise max_tasks")
     if c.problems:
         raise ConfigError(c.problems)
-    return JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
+    spec = JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
                    model=model, models=models, scorers=scorers,
                    runner=runner, output=output, max_tasks=max_tasks, hires=hires, loras=loras,
-                   wildcards=wildcards, warnings=tuple(warnings))
+                   wildcards=wildcards)
+    return dataclasses.replace(spec, warnings=tuple(_unused(spec)))

@@ -1,41 +1,23 @@
-"""Validation of the optional passes: the hi-res pass, LoRAs and wildcards (their job sections
-and their sweep axes `hires.scale`, `hires.strength`, `lora.path`, `lora.scale`)."""
+"""The sections of the optional passes: the hi-res pass, LoRAs and wildcards (the levels of
+their sweep axes are checked by the axes table)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from . import loras
+from .axes import AXES
 from .collect import Collector, check_int, number_in
-from .job import (HIRES_SCALE, UPSCALERS, HiresSpec, LoraSpec, SweepSpec, WildcardSpec,
-                     hires_side, is_off)
-
-
-def check_pass_level(c: Collector, key: str, axis: str, value) -> None:
-    """Validate one level of a hi-res or LoRA axis (or the job's own value)."""
-    if axis == "hires.scale":
-        if not is_off(value) and not number_in(value, *HIRES_SCALE):
-            c.add(key, f"{value!r} must be none (no hi-res pass) or a number from "
-                  f"{HIRES_SCALE[0]} to {HIRES_SCALE[1]}")
-    elif axis == "hires.strength":
-        if not number_in(value, 0.0, 1.0) or value == 0:
-            c.add(key, f"{value!r} must be a number in (0, 1]")
-    elif axis == "lora.path":
-        if not is_off(value):
-            problem = loras.check(str(value))
-            if problem:
-                c.add(key, problem)
-    elif axis == "lora.scale":
-        if not number_in(value, -10.0, 10.0):
-            c.add(key, f"{value!r} must be a number from -10 to 10")
+from .job import HiresSpec, LoraSpec, SweepSpec, WildcardSpec
+from .values import HIRES_SCALE, UPSCALERS, hires_side, is_off
 
 
 def parse_hires(c: Collector, raw) -> HiresSpec:
     spec = c.section(raw, "hires", HiresSpec)
     scale = None if is_off(spec.scale) else spec.scale
     if scale is not None:
-        check_pass_level(c, "hires.scale", "hires.scale", scale)
-    check_pass_level(c, "hires.strength", "hires.strength", spec.strength)
+        AXES["hires.scale"].check(c, "hires.scale", scale, None)
+    AXES["hires.strength"].check(c, "hires.strength", spec.strength, None)
     if spec.upscaler not in UPSCALERS:
         c.add("hires.upscaler", f"{spec.upscaler!r} is not one of {', '.join(UPSCALERS)}")
     return HiresSpec(scale=float(scale) if number_in(scale, *HIRES_SCALE) else None,
@@ -61,7 +43,7 @@ def parse_loras(c: Collector, raw) -> tuple[LoraSpec, ...]:
         problem = loras.check(str(lora.path))
         if problem:
             c.add(f"loras[{i}].path", problem)
-        check_pass_level(c, f"loras[{i}].scale", "lora.scale", lora.scale)
+        AXES["lora.scale"].check(c, f"loras[{i}].scale", lora.scale, None)
         out.append(LoraSpec(path=str(lora.path), scale=float(lora.scale)
                             if number_in(lora.scale, -10, 10) else 1.0))
     return tuple(out)
@@ -94,23 +76,6 @@ def parse_wildcards(c: Collector, raw, prompt_dirs: list[Path]) -> WildcardSpec:
         for problem in check_folder(Path(spec.folder).expanduser()):
             c.add("wildcards.folder", problem)
     return spec
-
-
-def pass_overrides(sweep: SweepSpec, hires: HiresSpec, loras: tuple[LoraSpec, ...]) -> list[str]:
-    """Settings of the optional passes that an axis replaces for every task, as warnings."""
-    set_here = [("hires.scale", "hires.scale", hires.scale, None),
-                ("hires.strength", "hires.strength", hires.strength, HiresSpec.strength)]
-    if loras:
-        set_here += [("loras[0].path", "lora.path", loras[0].path, None),
-                     ("loras[0].scale", "lora.scale", loras[0].scale, LoraSpec.scale)]
-    return [unused_setting(key, value, axis, sweep) for key, axis, value, default in set_here
-            if axis in sweep.axes and value != default]
-
-
-def unused_setting(key: str, value, axis: str, sweep: SweepSpec) -> str:
-    """The warning for a setting that a sweep axis replaces in every task."""
-    levels = " | ".join(map(str, sweep.levels(axis)))
-    return f"{key}={value!r} is not used: the sweep axis {axis} sets it for every task ({levels})"
 
 
 def check_hires_fit(c: Collector, sweep: SweepSpec, hires: HiresSpec, steps, sizes: list[int],

@@ -7,7 +7,8 @@ import re
 
 from ..errors import ConfigError
 from .collect import Collector, check_int
-from .job import EMBEDDED_MODELS, SEED_LIMIT, ModelSpec, OutputSpec, RunnerSpec
+from .job import EMBEDDED_MODELS, ModelSpec, OutputSpec, RunnerSpec
+from .values import SEED_LIMIT
 
 DEVICES = "auto, cpu, cuda or cuda:N"
 OPTIMISE = ("auto", "on", "none")

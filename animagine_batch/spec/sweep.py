@@ -2,10 +2,13 @@
 
 Order is deterministic: prompt-set entries, then grid combinations (last axis fastest), then
 zip positions, then seeds. `task_id` is a content hash of everything that determines the image.
+The Task fields that axes set, which of them split units and how each enters the task id come
+from the axes table (`axes.py`).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import gc
 import hashlib
@@ -13,56 +16,30 @@ import itertools
 import json
 import operator
 import random
-from typing import Iterable, Iterator, NamedTuple
+from typing import Iterable, Iterator
 
 from . import prompts as P
-from . import samplers
-from .job import JobSpec, is_off, parse_size
-from .loras import resolve
+from .axes import FIELDS, UNIT_FIELDS, task_identity, task_settings
+from .job import JobSpec
 from .prompt_sets import PromptSet
 
-
-class Task(NamedTuple):
-    """One image. Immutable like a frozen dataclass, but a NamedTuple: a million of them are
-    created in well under a second (a frozen dataclass costs ten times more per instance)."""
-
-    task_id: str
-    index: int
-    model: str  # model config name
-    prompt_key: str
-    subject: str | None
-    character: str | None
-    series: str | None
-    prompt: str
-    negative_prompt: str
-    content_prompt: str
-    sampler: str  # job key, e.g. euler_a
-    steps: int
-    cfg: float
-    width: int
-    height: int
-    seed: int
-    axes: tuple[tuple[str, object], ...]  # (axis name, declared level)
-    quality_preset: str | None = None  # demo-app display names, for the PNG metadata
-    style_preset: str | None = None
-    weighting: str = "a1111"  # a1111 | none
-    hires: tuple[float, float, str] | None = None  # (scale, strength, upscaler) or off
-    loras: tuple[tuple[str, float], ...] = ()  # (safetensors path, scale)
-
-
-class Unit(NamedTuple):
-    """Tasks sharing model, sampler, steps, cfg, size, hi-res pass and LoRAs: one batch."""
-
-    unit_id: str
-    model: str
-    sampler: str
-    steps: int
-    cfg: float
-    width: int
-    height: int
-    hires: tuple[float, float, str] | None
-    loras: tuple[tuple[str, float], ...]
-    tasks: tuple[Task, ...]
+# One image. Immutable like a frozen dataclass, but a named tuple: a million of them are
+# created in well under a second (a frozen dataclass costs ten times more per instance). The
+# fields before `axes` are the task's own; the rest are set by axes (axes.FIELDS) and default
+# to the table's defaults.
+TASK_FIELDS = ("task_id", "index", "prompt_key", "subject", "character", "series", "prompt",
+               "negative_prompt", "content_prompt", "seed",
+               "axes",  # ((axis name, declared level), ...)
+               "quality_preset", "style_preset",  # demo-app display names, for the PNG metadata
+               *FIELDS)  # model (config name), sampler (job key), steps, cfg, ..., loras
+Task = collections.namedtuple("Task", TASK_FIELDS,
+                              defaults=(None, None, *(f.default for f in FIELDS.values())))
+# Tasks sharing every field that splits units (model, sampler, steps, cfg, size, hi-res pass,
+# LoRAs, ...): one batch.
+Unit = collections.namedtuple("Unit", ("unit_id", *UNIT_FIELDS, "tasks"))
+_AT = {name: i for i, name in enumerate(Task._fields)}  # field positions, derived once
+_UNIT_KEY = operator.itemgetter(*(_AT[f] for f in UNIT_FIELDS))
+_MODEL_IN_KEY = UNIT_FIELDS.index("model")
 
 
 def _combinations(spec: JobSpec) -> Iterator[dict]:
@@ -74,57 +51,11 @@ def _combinations(spec: JobSpec) -> Iterator[dict]:
             yield dict(zip(grid_axes, combo)) | dict(zip(zip_axes, row))
 
 
-def _settings(spec: JobSpec, levels: dict) -> dict:
-    gen = spec.generation
-    out = {
-        "model": str(levels.get("model", spec.model.name)),
-        "sampler": samplers.get(levels.get("sampler", gen.sampler)).key,
-        "steps": int(levels.get("steps", gen.steps)),
-        "cfg": float(levels.get("cfg", gen.cfg)),
-        "width": int(levels.get("width", gen.width)),
-        "height": int(levels.get("height", gen.height)),
-    }
-    if "size" in levels:
-        out["width"], out["height"] = parse_size(levels["size"])
-    hires = spec.hires
-    scale = levels.get("hires.scale", hires.scale)
-    out["hires"] = None if is_off(scale) else (
-        float(scale), float(levels.get("hires.strength", hires.strength)), hires.upscaler)
-    loras = [(resolve(lo.path), lo.scale) for lo in spec.loras]
-    if "lora.path" in levels or "lora.scale" in levels:
-        first = loras[0] if loras else (None, 1.0)
-        path = levels.get("lora.path", first[0])
-        path = None if is_off(path) else resolve(str(path))
-        first = (path, float(levels.get("lora.scale", first[1])))
-        loras = [first, *loras[1:]] if loras else [first]
-    out["loras"] = tuple(lo for lo in loras if lo[0] is not None)
-    return out
-
-
-def task_key(model_identity: str, prompt: str, negative: str, s: dict, weighting: str = "a1111",
-             lora_ids: dict | None = None) -> str:
-    """Canonical JSON of a task without its seed (the seed is appended when hashing). LoRAs
-    enter by content hash (`lora_ids` maps paths to identities) and scale."""
-    sampler = samplers.get(s["sampler"])
-    hires = s.get("hires")
-    return json.dumps(
-        {
-            "model": model_identity,
-            "prompt": prompt,
-            "negative_prompt": negative,
-            "width": s["width"],
-            "height": s["height"],
-            "steps": s["steps"],
-            "cfg": s["cfg"],
-            "sampler": [sampler.name, sampler.scheduler, dict(sampler.settings)],
-            "hires": None if hires is None else {
-                "scale": hires[0], "strength": hires[1], "upscaler": hires[2]},
-            "weighting": weighting,
-        } | ({"loras": [[(lora_ids or {}).get(p, p), sc] for p, sc in s["loras"]]}
-             if s.get("loras") else {}),
-        sort_keys=True,
-        ensure_ascii=False,
-    )
+def task_key(prompt: str, negative: str, fields: dict, identities: dict) -> str:
+    """Canonical JSON of a task without its seed (the seed is appended when hashing): the final
+    prompt and negative and each axis field's identity (the model's and LoRAs' by content)."""
+    return json.dumps({"prompt": prompt, "negative_prompt": negative,
+                       **task_identity(fields, identities)}, sort_keys=True, ensure_ascii=False)
 
 
 def task_id(key: str, seed: int) -> str:
@@ -183,11 +114,13 @@ def expand(spec: JobSpec, prompt_set: PromptSet, identities: dict[str, str]) -> 
 def _expand(spec: JobSpec, prompt_set: PromptSet, identities: dict[str, str]) -> list[Task]:
     tasks: list[Task] = []
     make = tuple.__new__  # Task(...) without argument parsing: a million times faster matters
+    task_id_at, index_at, seed_at = _AT["task_id"], _AT["index"], _AT["seed"]
     combos = list(_combinations(spec))
     chosen = sample_positions(spec, len(prompt_set.entries), len(combos))
     all_seeds = list(range(len(spec.sweep.seeds)))
     base_opts = spec.prompt.__dict__
     built_cache: dict = {}
+    settings: dict[int, dict] = {}  # per combination: the same for every entry
     for e, entry in enumerate(prompt_set.entries):
         for c, levels in enumerate(combos):
             positions = all_seeds if chosen is None else chosen.get((e, c))
@@ -203,18 +136,22 @@ def _expand(spec: JobSpec, prompt_set: PromptSet, identities: dict[str, str]) ->
                 built = built_cache[ck] = (P.build(entry, o), preset and preset.name,
                                            style and style.name)
             built, preset_name, style_name = built
-            s = _settings(spec, levels)
-            lora_ids = {p: identities.get(f"lora:{p}", p) for p, _ in s["loras"]}
-            key = task_key(identities[s["model"]], built.prompt, built.negative, s,
-                           opts["weighting"], lora_ids)
-            head = (s["model"], entry.key, entry.subject, entry.character, entry.series,
-                    built.prompt, built.negative, built.content, s["sampler"], s["steps"],
-                    s["cfg"], s["width"], s["height"])
-            tail = (tuple(levels.items()), preset_name, style_name, opts["weighting"],
-                    s["hires"], s["loras"])
+            fields = settings.get(c)
+            if fields is None:
+                fields = settings[c] = task_settings(spec, levels)
+            key = task_key(built.prompt, built.negative, fields, identities)
+            row = [None] * len(_AT)
+            for name, value in {"prompt_key": entry.key, "subject": entry.subject,
+                                "character": entry.character, "series": entry.series,
+                                "prompt": built.prompt, "negative_prompt": built.negative,
+                                "content_prompt": built.content, "axes": tuple(levels.items()),
+                                "quality_preset": preset_name, "style_preset": style_name,
+                                **fields}.items():
+                row[_AT[name]] = value
             n = len(tasks)
-            tasks.extend(make(Task, (tid, n + i, *head, seed, *tail))
-                         for i, (tid, seed) in enumerate(zip(_seeded_ids(key, seeds), seeds)))
+            for i, (tid, seed) in enumerate(zip(_seeded_ids(key, seeds), seeds)):
+                row[task_id_at], row[index_at], row[seed_at] = tid, n + i, seed
+                tasks.append(make(Task, row))
     return _unique(tasks)
 
 
@@ -233,8 +170,8 @@ def _unique(tasks: list[Task]) -> list[Task]:
 
 
 def units(tasks: Iterable[Task], batch_size: int) -> list[Unit]:
-    """Group tasks by (model, sampler, steps, cfg, size, hi-res pass, LoRAs), models first,
-    chunk by batch_size.
+    """Group tasks by the fields that split units (model, sampler, steps, cfg, size, hi-res
+    pass, LoRAs, ...), models first, chunk by batch_size.
 
     Groups keep the order in which they first appear; a task keeps its expansion order inside
     its group, so the same pending tasks always give the same units.
@@ -246,20 +183,18 @@ def units(tasks: Iterable[Task], batch_size: int) -> list[Unit]:
 def _units(tasks: Iterable[Task], batch_size: int) -> list[Unit]:
     groups: dict[tuple, list[Task]] = {}
     model_rank: dict[str, int] = {}
-    # model, sampler, steps, cfg, width, height, hires, loras
-    group_key = operator.itemgetter(2, 10, 11, 12, 13, 14, 20, 21)
     for t in tasks:
-        key = group_key(t)
+        key = _UNIT_KEY(t)
         members = groups.get(key)
         if members is None:
-            model_rank.setdefault(key[0], len(model_rank))
+            model_rank.setdefault(key[_MODEL_IN_KEY], len(model_rank))
             members = groups[key] = []
         members.append(t)
     out = []
-    for key in sorted(groups, key=lambda k: model_rank[k[0]]):
+    for key in sorted(groups, key=lambda k: model_rank[k[_MODEL_IN_KEY]]):
         members = groups[key]
         for i in range(0, len(members), batch_size):
             chunk = tuple(members[i : i + batch_size])
             # each task is in exactly one unit: its first task and size identify it
-            out.append(Unit(f"{chunk[0].task_id}x{len(chunk)}", *key, chunk))
+            out.append(Unit._make((f"{chunk[0].task_id}x{len(chunk)}", *key, chunk)))
     return out

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 from .collect import Collector, check_int
-from .job import AXES, SEED_LIMIT, SweepSpec
+from .axes import AXES
+from .job import SweepSpec
+from .values import SEED_LIMIT
 
 SWEEP_KEYS = ("grid", "zip", "seeds", "base_seed", "sample")
 MAX_TASKS = 100_000_000  # tasks are held in memory: about 1 KB each

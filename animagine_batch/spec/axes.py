@@ -1,0 +1,272 @@
+"""The axes table: every setting a sweep can vary is one row of `AXES`, and every Task field an
+axis sets is one row of `FIELDS`.
+
+An axis row says how its levels are checked (`check`), which job setting gives its value when
+it is not swept (`settings`, the first one; a `size` level replaces two), which Task field it
+sets and how a level becomes that field's value, whether tasks of different levels go into
+different units (`splits_units`: one pipeline call per unit), whether analysis matches tasks on
+it even in a run that does not sweep it (`pairs`: it has a column of the contract), and its
+results column (`column`: `head` for a contract column, `levels` for a column named after the
+axis and typed by its levels, `text` for one that is always text with `none` for off).
+
+A field row says its default and how it enters a task id (`identity`, left out where `omit`
+says so) and the image's infotext (`infotext`). Validation, expansion, unit grouping, row
+building, the infotext and analysis pairing all read these tables.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from . import prompts as P
+from . import samplers
+from .collect import Collector, check_int, number_in
+from .loras import check as check_lora
+from .loras import resolve
+from .values import HIRES_SCALE, is_off, parse_size
+
+MAX_STEPS = 1000
+MAX_CFG = 100
+
+
+@dataclass
+class Levels:
+    """What checking levels collects: the model configs a `model` level may name, and every
+    width and height seen (key, pixels), range-checked against the models at the end."""
+
+    models: dict
+    sizes: list
+
+
+def _model(c: Collector, key: str, value, seen: Levels) -> None:
+    if str(value) not in seen.models:
+        c.add(key, f"unknown model {value!r}; model configs: {', '.join(sorted(seen.models))}")
+
+
+def _sampler(c: Collector, key: str, value, seen: Levels) -> None:
+    try:
+        samplers.get(value)
+    except ValueError as e:
+        c.add(key, str(e))
+
+
+def _steps(c: Collector, key: str, value, seen: Levels) -> None:
+    if check_int(c, key, value, 1) is not None and value > MAX_STEPS:
+        c.add(key, f"{value} steps is more than {MAX_STEPS} (the schedulers' training timesteps)")
+
+
+def _cfg(c: Collector, key: str, value, seen: Levels) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        c.add(key, f"{value!r} is not a number")
+    elif value <= 0:
+        c.add(key, f"cfg {value} must be > 0")
+    elif value > MAX_CFG:
+        c.add(key, f"cfg {value} must be at most {MAX_CFG}")
+
+
+def _side(c: Collector, key: str, value, seen: Levels) -> None:
+    if check_int(c, key, value, 1) is not None:
+        seen.sizes.append((key, value))
+
+
+def _size(c: Collector, key: str, value, seen: Levels) -> None:
+    try:
+        w, h = parse_size(value)
+        seen.sizes += [(key, w), (key, h)]
+    except ValueError as e:
+        c.add(key, str(e))
+
+
+def _hires_scale(c: Collector, key: str, value, seen: Levels | None = None) -> None:
+    if not is_off(value) and not number_in(value, *HIRES_SCALE):
+        c.add(key, f"{value!r} must be none (no hi-res pass) or a number from "
+              f"{HIRES_SCALE[0]} to {HIRES_SCALE[1]}")
+
+
+def _hires_strength(c: Collector, key: str, value, seen: Levels | None = None) -> None:
+    if not number_in(value, 0.0, 1.0) or value == 0:
+        c.add(key, f"{value!r} must be a number in (0, 1]")
+
+
+def _lora_path(c: Collector, key: str, value, seen: Levels | None = None) -> None:
+    if not is_off(value) and (problem := check_lora(str(value))):
+        c.add(key, problem)
+
+
+def _lora_scale(c: Collector, key: str, value, seen: Levels | None = None) -> None:
+    if not number_in(value, -10.0, 10.0):
+        c.add(key, f"{value!r} must be a number from -10 to 10")
+
+
+def _prompt_field(field: str):
+    def check(c: Collector, key: str, value, seen: Levels) -> None:
+        for problem in P.check_options(P.PromptOptions(**{field: str(value)})):
+            c.add(key, problem.split(": ", 1)[1])
+
+    return check
+
+
+def _same(level):
+    return level
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str  # as written in sweep.grid / sweep.zip, and the name of its results column
+    check: Callable  # (collector, key, level, Levels) -> adds the level's problems
+    settings: tuple[str, ...]  # the job settings it replaces (the first gives its default)
+    fields: tuple[str, ...]  # the Task fields it sets ("prompt": the prompt built for the task)
+    value: Callable = _same  # a level (or the setting) as the fields' value
+    splits_units: bool = False
+    pairs: bool = False
+    column: str = "levels"  # head | levels | text
+    default: object = None  # of its setting, where this table defines the setting
+
+
+AXES: dict[str, Axis] = {a.name: a for a in (
+    Axis("model", _model, ("model.name",), ("model",), str, True, True, "head"),
+    Axis("sampler", _sampler, ("generation.sampler",), ("sampler",),
+         lambda v: samplers.get(v).key, True, True, "head", "euler_a"),
+    Axis("steps", _steps, ("generation.steps",), ("steps",), int, True, True, "head", 28),
+    Axis("cfg", _cfg, ("generation.cfg",), ("cfg",), float, True, True, "head", 7.0),
+    Axis("width", _side, ("generation.width",), ("width",), int, True, True, "head", 832),
+    Axis("height", _side, ("generation.height",), ("height",), int, True, True, "head", 1216),
+    Axis("size", _size, ("generation.width", "generation.height"), ("width", "height"),
+         parse_size, True),
+    Axis("hires.scale", _hires_scale, ("hires.scale",), ("hires",), splits_units=True,
+         column="text"),
+    Axis("hires.strength", _hires_strength, ("hires.strength",), ("hires",), float, True,
+         column="text"),
+    Axis("lora.path", _lora_path, ("loras[0].path",), ("loras",),
+         lambda v: None if is_off(v) else resolve(str(v)), True, column="text"),
+    Axis("lora.scale", _lora_scale, ("loras[0].scale",), ("loras",), float, True, column="text"),
+    *(Axis(f, _prompt_field(f), (f"prompt.{f}",), (f,) if f == "weighting" else ("prompt",),
+           str) for f in P.PROMPT_FIELDS),
+)}
+NAMES = tuple(AXES)
+# The generation section holds the settings of the axes above that live in it, and batch_size.
+GENERATION = {a.settings[0].split(".", 1)[1]: a.default for a in AXES.values()
+              if a.settings[0].startswith("generation.") and len(a.settings) == 1}
+
+
+def setting(spec, path: str):
+    """A job setting of a JobSpec by its key (`generation.cfg`, `loras[0].scale`); None when it
+    is not set (no LoRA)."""
+    node = spec
+    for part in path.replace("[", ".[").split("."):
+        if node is None:
+            break
+        if part.startswith("["):
+            index = int(part[1:-1])
+            node = node[index] if len(node) > index else None
+        else:
+            node = getattr(node, part)
+    return node
+
+
+def _hires(values: dict, spec):
+    scale = values.get("hires.scale")
+    return None if is_off(scale) else (float(scale), float(values["hires.strength"]),
+                                       spec.hires.upscaler)
+
+
+def _loras(values: dict, spec):
+    """The job's LoRAs, the first one's path and scale as the lora axes set them."""
+    rest = [(resolve(lo.path), lo.scale) for lo in spec.loras[1:]]
+    first = (values.get("lora.path"), values.get("lora.scale", 1.0))
+    return tuple(lo for lo in [first, *rest] if lo[0] is not None)
+
+
+def _sampler_identity(key: str, ids: dict):
+    s = samplers.get(key)
+    return [s.name, s.scheduler, dict(s.settings)]
+
+
+def _hires_identity(hires, ids: dict):
+    return None if hires is None else {"scale": hires[0], "strength": hires[1],
+                                       "upscaler": hires[2]}
+
+
+def _as_is(value, ids: dict):
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    """A Task field that axes set."""
+
+    name: str
+    default: object = None
+    identity: Callable = _as_is  # (value, identities) -> its part of the task id
+    omit: Callable = lambda value: False  # noqa: E731 - leave it out of the task id
+    build: Callable | None = None  # (axis values, spec) -> value, for a field of several axes
+    infotext: str | None = None  # its webui infotext key, written when not at its default
+
+
+FIELDS: dict[str, Field] = {f.name: f for f in (
+    Field("model", identity=lambda v, ids: ids[v]),  # config name; its identity in the id
+    Field("sampler", AXES["sampler"].default, _sampler_identity),
+    *(Field(n, AXES[n].default) for n in ("steps", "cfg", "width", "height")),
+    Field("weighting", P.PromptOptions.weighting),
+    Field("hires", None, _hires_identity, build=_hires),  # (scale, strength, upscaler) or off
+    Field("loras", (), lambda v, ids: [[ids.get(f"lora:{p}", p), s] for p, s in v],
+          omit=lambda v: not v, build=_loras),  # ((safetensors path, scale), ...)
+)}
+# Task fields that split units, in the order units are grouped by (the model first)
+UNIT_FIELDS = tuple(dict.fromkeys(f for a in AXES.values() if a.splits_units for f in a.fields))
+# Contract columns analysis matches tasks on in any run, besides the prompt entry and the seed
+PAIRED = tuple(a.name for a in AXES.values() if a.pairs)
+
+
+def task_settings(spec, levels: dict) -> dict:
+    """The Task fields of one combination of axis levels; what is not swept comes from the job."""
+    values: dict = {}
+    for a in AXES.values():
+        if "prompt" in a.fields:
+            continue
+        if a.name in levels:
+            values[a.name] = a.value(levels[a.name])
+        elif len(a.fields) == 1 and (raw := setting(spec, a.settings[0])) is not None:
+            values[a.name] = a.value(raw)
+    out: dict = {}
+    for a in AXES.values():  # in table order: a size level replaces width and height
+        if a.name in values and not FIELDS[a.fields[0]].build:
+            out.update(zip(a.fields, values[a.name] if len(a.fields) > 1 else (values[a.name],)))
+    return out | {f.name: f.build(values, spec) for f in FIELDS.values() if f.build}
+
+
+def task_identity(fields: dict, identities: dict) -> dict:
+    """The part of a task id the axes' fields give: {field: identity}, omitted ones left out."""
+    return {f.name: f.identity(fields[f.name], identities) for f in FIELDS.values()
+            if not f.omit(fields[f.name])}
+
+
+def column_type(axis: str, levels) -> str:
+    """Arrow type name of an axis's results column from its declared levels. `text` axes
+    (hi-res, LoRA) are always text: `none` (the pass off) stays a level analyses can group by,
+    and a resumed run that adds `none` to the levels keeps the column's type."""
+    if AXES[axis].column == "text":
+        return "string"
+    if all(isinstance(v, bool) for v in levels):
+        return "bool"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in levels):
+        return "int64"
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in levels):
+        return "float64"
+    return "string"
+
+
+def row_value(axis: str, level):
+    """An axis level as its results column holds it (`none` for an optional pass that is off)."""
+    return "none" if AXES[axis].column == "text" and is_off(level) else level
+
+
+def check_levels(c: Collector, sweep, known_models: dict, sizes: list) -> None:
+    """Every level of every swept axis, by key (`sweep.grid.cfg[1]`)."""
+    seen = Levels(known_models, sizes)
+    for axis, levels in sweep.grid + sweep.zip:
+        group = "grid" if (axis, levels) in sweep.grid else "zip"
+        for i, v in enumerate(levels):
+            AXES[axis].check(c, f"sweep.{group}.{axis}[{i}]", v, seen)
