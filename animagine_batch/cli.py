@@ -186,7 +186,7 @@ def cmd_score(args) -> int:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from .rescore import rescore
+    from .score import rescore
     from .spec.scorer_section import parse_scorers
 
     try:

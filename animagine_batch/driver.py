@@ -114,7 +114,7 @@ def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
 def loaded_provenance(schema, prov: dict, result):
     """Add what the first worker's loaded scorers report (the preprocessing they use, their
     reference check) to the provenance, and return the schema carrying it."""
-    for name, loaded in (result.extra.get("scorers") or {}).items():
+    for name, loaded in result.scorers.items():
         if loaded and name in prov["scorers"]:
             prov["scorers"][name].update(loaded)
     return schema.with_metadata({"animagine_batch": json.dumps(prov, sort_keys=True)})
@@ -226,10 +226,10 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
             for result in runner.run(units):
                 if not busy:
                     store.schema = loaded_provenance(store.schema, prov, result)
-                    if result.extra.get("scorers"):
-                        bar.write(reference.summary(result.extra["scorers"]), file=out)
+                    if result.scorers:
+                        bar.write(reference.summary(result.scorers), file=out)
                     store.open(jobfile.job_yaml(raw, prov, before))
-                setup = (result.worker, result.extra.get("setup"))
+                setup = (result.worker, result.setup)
                 if setup[1] and setup not in reported:  # each worker's pipeline set-up, once
                     reported.add(setup)
                     bar.write(f"worker {setup[0]}: {setup[1]}", file=out)

@@ -101,9 +101,9 @@ def rescore_interrupted(monkeypatch, run, specs, chunk: int) -> None:
     """Rescore `run` in parts of `chunk` images and stop (as on Ctrl-C) once the first part is
     written: half a rescoring, as an interrupted `score` leaves it."""
     from animagine_batch.rundir import write as store
-    from animagine_batch.rescore import rescore
+    from animagine_batch.score import rescore
 
-    monkeypatch.setattr("animagine_batch.rescore.CHUNK", chunk)
+    monkeypatch.setattr("animagine_batch.score.CHUNK", chunk)
     write, calls = store.atomic_write_table, []
 
     def interrupted(path, table):

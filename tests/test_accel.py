@@ -82,6 +82,7 @@ def test_on_optimises_a_cpu_pipeline_too(tiny_generator, tasks):
 class FlakyScorer:
     """Fails on any batch holding task `bad` (a post-processing error)."""
 
+    name = "flaky"
     bad = None
 
     def __call__(self, images, rows):
@@ -100,7 +101,7 @@ def run_local(units, overlap: bool):
     runner.start(ctx, units[0].model)
     assert runner.overlap is overlap
     runner.worker.scorers += (FlakyScorer(),)
-    runner.worker.generator.scorers = runner.worker.scorers
+    runner.worker.generator.finisher.scorers = runner.worker.scorers
     try:
         return list(runner.run(units))
     finally:

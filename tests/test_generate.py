@@ -48,7 +48,7 @@ def test_exception_becomes_error_rows(tiny_generator, tasks, monkeypatch):
     def boom(unit_):
         raise RuntimeError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(tiny_generator, "_generate", boom)
+    monkeypatch.setattr(tiny_generator.generation, "_generate", boom)
     res = tiny_generator(one_unit(tasks[:3]))
     assert [r["status"] for r in res.rows] == ["error"] * 3
     assert res.rows[0]["error"] == "RuntimeError: CUDA out of memory (simulated)"
@@ -59,7 +59,7 @@ def test_nonfinite_and_blank_images_get_status_nan(tiny_generator, tasks, monkey
     images = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
     images[0, 5, 5, 1] = np.nan
     images[1] = 0.0
-    monkeypatch.setattr(tiny_generator, "_generate", lambda unit_: images)
+    monkeypatch.setattr(tiny_generator.generation, "_generate", lambda unit_: images)
     res = tiny_generator(one_unit(tasks[:3]))
     assert [r["status"] for r in res.rows] == ["nan", "nan", "ok"]
     assert "non-finite" in res.rows[0]["error"] and "blank" in res.rows[1]["error"]
@@ -68,7 +68,7 @@ def test_nonfinite_and_blank_images_get_status_nan(tiny_generator, tasks, monkey
 
 @pytest.mark.parametrize("sampler", samplers.SAMPLERS, ids=[s.key for s in samplers.SAMPLERS])
 def test_samplers_keep_the_sdxl_betas(sampler, tiny_generator):
-    sched = build_scheduler(sampler, tiny_generator.base_scheduler_config)
+    sched = build_scheduler(sampler, tiny_generator.generation.base_scheduler_config)
     assert type(sched).__name__ == sampler.scheduler
     cfg = sched.config
     assert (cfg.beta_start, cfg.beta_end, cfg.beta_schedule) == (0.00085, 0.012, "scaled_linear")
@@ -87,7 +87,7 @@ def test_every_sampler_generates(tiny_generator, tasks):
 
 def test_out_of_memory_halves_the_batch(tiny_generator, tasks, monkeypatch):
     calls = []
-    real = tiny_generator._generate
+    real = tiny_generator.generation._generate
 
     def fake(unit_):
         calls.append(len(unit_.tasks))
@@ -95,14 +95,14 @@ def test_out_of_memory_halves_the_batch(tiny_generator, tasks, monkeypatch):
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(unit_)
 
-    monkeypatch.setattr(tiny_generator, "_generate", fake)
+    monkeypatch.setattr(tiny_generator.generation, "_generate", fake)
     res = tiny_generator(one_unit(tasks[:4]))
     assert calls == [4, 2, 1, 1, 2, 1, 1]
     assert [r["status"] for r in res.rows] == ["ok"] * 4
     monkeypatch.undo()
     alone = tiny_generator(one_unit([tasks[2]]))
     assert res.pngs[2] == alone.pngs[0]  # generated alone after the split: the same bytes
-    monkeypatch.setattr(tiny_generator, "_generate", lambda u: (_ for _ in ()).throw(
+    monkeypatch.setattr(tiny_generator.generation, "_generate", lambda u: (_ for _ in ()).throw(
         RuntimeError("CUDA out of memory")))
     res = tiny_generator(one_unit(tasks[:2]))
     assert [r["status"] for r in res.rows] == ["error"] * 2  # a single image that still fails

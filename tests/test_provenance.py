@@ -7,7 +7,7 @@ import pytest
 
 from analysis.provenance import metric_sources, mismatches
 from animagine_batch import cli
-from animagine_batch.rescore import rescore
+from animagine_batch.score import rescore
 from animagine_batch.spec.job import ScorerSpec
 from conftest import rescore_interrupted
 

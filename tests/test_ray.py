@@ -16,8 +16,7 @@ import pytest
 from analysis import load_run
 from animagine_batch import cli, driver
 from animagine_batch.spec import sweep
-from animagine_batch.engine.generator import live_pipelines
-from animagine_batch.runners import WorkerContext, make_runner
+from probes import WorkerContext, live_pipelines, make_runner
 from conftest import REPO, run_cli
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Iterator
 
 from ..engine import accel
-from ..engine.generator import UnitResult, resolve_device
+from ..engine.device import resolve_device
+from ..engine.generator import UnitResult
 from ..spec.sweep import Unit
 from .base import WorkerContext
 from .overlap import overlapped

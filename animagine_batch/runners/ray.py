@@ -59,7 +59,8 @@ def _config_error(err: BaseException):
 
 
 class RayRunner:
-    def __init__(self):
+    def __init__(self, actor: type = UnitWorker):
+        self.actor = actor  # the Ray Data actor class around a Worker
         self.ctx: WorkerContext | None = None
         self.started_ray = False
         self.workers = 1
@@ -109,7 +110,7 @@ class RayRunner:
         items = [{"unit": pickle.dumps(u)} for u in units]
         ds = ray.data.from_items(items, override_num_blocks=max(1, len(items)))
         ds = ds.map_batches(
-            UnitWorker,
+            self.actor,
             fn_constructor_kwargs={"ctx": self.ctx,
                                    "threads": int(self.ctx.runner.threads or self.cpus_per_worker)},
             batch_size=1,

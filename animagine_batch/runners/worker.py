@@ -3,7 +3,8 @@ it before loading another model), and generate units."""
 
 from __future__ import annotations
 
-from ..engine.generator import Generator, UnitResult, resolve_device
+from ..engine.device import resolve_device
+from ..engine.generator import Generator, UnitResult
 from ..scorers import registry
 from ..spec.sweep import Unit
 from .base import WorkerContext

@@ -1,4 +1,4 @@
-"""Re-score an existing run from its PNGs, without regenerating.
+"""The score stage: re-score an existing run from its PNGs, without regenerating.
 
 Each scorer writes `scores/<scorer>/part-*.parquet` (task_id + its columns + the hash of its
 config), atomically, a chunk at a time. A task already scored with the same config is skipped, so
@@ -21,6 +21,7 @@ from .rundir.lock import RunLock
 from .rundir.schema import scores_schema
 from .rundir.write import ScoresStore
 from .scorers import reference, registry
+from .scorers.apply import score
 from .spec.job import ScorerSpec
 
 CHUNK = 64  # images per written part
@@ -39,7 +40,7 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
     """Score every `ok` image of the run with each scorer; returns {scorer: images scored}."""
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     from .spec.job import RunnerSpec
-    from .engine.generator import resolve_device
+    from .engine.device import resolve_device
 
     run_dir = Path(run_dir)
     df = load_run(run_dir)
@@ -74,6 +75,7 @@ def _score_all(run_dir: Path, ok, scorers, out) -> dict:
     for spec, scorer in scorers:
         digest = config_hash(spec)
         store = ScoresStore(run_dir, spec.name, _schema(spec, digest, scorer))
+        columns = registry.columns(spec)
         done = store.done(digest)
         todo = ok[~ok["task_id"].isin(done)]
         print(f"scorer {spec.name}: {len(ok) - len(todo):,} done, {len(todo):,} to do", file=out)
@@ -81,9 +83,9 @@ def _score_all(run_dir: Path, ok, scorers, out) -> dict:
         with tqdm(total=len(records), unit="img", desc=spec.name, file=sys.stderr) as bar:
             for i in range(0, len(records), CHUNK):
                 rows = records[i : i + CHUNK]
-                images = [_image(run_dir, r) for r in rows]
-                columns = scorer(images, rows)
-                store.write({"task_id": [r["task_id"] for r in rows], **columns,
+                score([scorer], [_image(run_dir, r) for r in rows], rows)
+                store.write({"task_id": [r["task_id"] for r in rows],
+                             **{c: [r[c] for r in rows] for c in columns},
                              "scorer_config": [digest] * len(rows)})
                 bar.update(len(rows))
         done_counts[spec.name] = len(records)
