@@ -59,13 +59,18 @@ def find_job(job: str) -> Path:
 
 def sweep_overrides(overrides: list[str]) -> list[str]:
     """Sweep axes are open-ended, so they need no `+`: `sweep.grid={cfg:[5,7]}` replaces the
-    grid, `sweep.grid.cfg=[5,7]` adds or replaces one axis (Hydra's `~` and `++` underneath)."""
+    grid, `sweep.grid.cfg=[5,7]` adds or replaces one axis (Hydra's `~` and `++` underneath).
+    The execution options' old keys (`runner.dtype=`, now `pipeline.dtype`) are passed on for
+    the parser to read under their new names."""
+    from .spec.sections import MOVED
+
     out = []
     for o in overrides:
         key = o.split("=", 1)[0]
         if key in ("sweep.grid", "sweep.zip"):
             out += [f"~{key}", f"+{o}"]
-        elif key.startswith(("sweep.grid.", "sweep.zip.", "scorer.")):
+        elif key.startswith(("sweep.grid.", "sweep.zip.", "scorer.")) or key in {
+                f"runner.{k}" for k in MOVED}:
             out.append(f"++{o}")
         else:
             out.append(o)

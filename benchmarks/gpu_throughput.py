@@ -157,27 +157,27 @@ def make_tasks(s: dict, n: int, first_seed: int, tag: str):
 
 def start_framework(pipe, s: dict, device: str, quick: bool, compile_: bool, overlap: bool):
     """A local runner whose Generator gets the already-built pipeline instead of loading one.
-    Runner options are the defaults (`auto`), except on the CPU check, which asks for the
+    Execution options are the defaults (`auto`), except on the CPU check, which asks for the
     optimisations (`optimise: on`) and the overlap that `auto` keeps for CUDA."""
     import yaml
 
     from animagine_batch.engine import loading as model_loading
     from animagine_batch.engine import sources as models
-    from animagine_batch.spec.job import ModelSpec, RunnerSpec
     from animagine_batch.runners.base import WorkerContext
     from animagine_batch.runners.local import LocalRunner
-    from animagine_batch.spec.job import ScorerSpec
+    from animagine_batch.spec.job import ModelSpec, PipelineSpec, RunnerSpec, ScorerSpec
 
     model_loading.load_pipeline = lambda spec, dev, dtype: pipe.to(device=dev, dtype=dtype)
     spec = ModelSpec(name=s["model"], embedded=s["model"], id=f"embedded/{s['model']}",
                      min_size=16, max_size=2048)
     scorers = tuple(ScorerSpec.make(name, yaml.safe_load(
         (REPO / "conf" / "scorer" / f"{name}.yaml").read_text())) for name in SCORERS)
-    runner_spec = RunnerSpec(device=device, optimise="on" if quick else "auto",
-                             compile="auto" if compile_ else False,
-                             overlap=(True if quick else "auto") if overlap else False)
+    pipeline = PipelineSpec(optimise="on" if quick else "auto",
+                            compile="auto" if compile_ else False,
+                            overlap=(True if quick else "auto") if overlap else False)
     ctx = WorkerContext(job="gpu_throughput", models={s["model"]: spec},
-                        identities={s["model"]: models.identity(spec)}, runner=runner_spec,
+                        identities={s["model"]: models.identity(spec)},
+                        runner=RunnerSpec(device=device), pipeline=pipeline,
                         png_compress_level=1, scorers=scorers)
     runner = LocalRunner()
     runner.start(ctx, s["model"])

@@ -12,7 +12,7 @@ from conftest import REPO, one_unit, pixels
 from animagine_batch.engine import accel
 from animagine_batch.engine import sources as models
 from animagine_batch.spec import sweep
-from animagine_batch.spec.job import ModelSpec, RunnerSpec
+from animagine_batch.spec.job import ModelSpec, PipelineSpec, RunnerSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.engine.generator import Generator
 from animagine_batch.runners.base import WorkerContext
@@ -31,40 +31,42 @@ def tasks(demo_tasks):
 
 
 def test_options_are_checked():
-    assert accel.options(RunnerSpec()) == {"optimise": "auto", "compile": "auto",
+    assert accel.options(PipelineSpec()) == {"optimise": "auto", "compile": "auto",
                                            "overlap": "auto"}
-    assert accel.options(RunnerSpec(compile=True, overlap=False))["compile"] == "true"
-    for bad in (RunnerSpec(optimise="max"), RunnerSpec(compile="sometimes"),
-                RunnerSpec(overlap=3)):
-        with pytest.raises(ConfigError, match="runner"):
+    assert accel.options(PipelineSpec(compile=True, overlap=False))["compile"] == "true"
+    for bad in (PipelineSpec(optimise="max"), PipelineSpec(compile="sometimes"),
+                PipelineSpec(overlap=3)):
+        with pytest.raises(ConfigError, match="pipeline"):
             accel.options(bad)
     with pytest.raises(ConfigError) as e:  # every bad value at once
-        accel.options(RunnerSpec(optimise="max", compile="sometimes", overlap=3))
+        accel.options(PipelineSpec(optimise="max", compile="sometimes", overlap=3))
     assert [p.split(":")[0] for p in e.value.problems] == \
-        ["runner.optimise", "runner.compile", "runner.overlap"]
+        ["pipeline.optimise", "pipeline.compile", "pipeline.overlap"]
 
 
 def test_auto_does_nothing_on_cpu(tiny_generator, tasks):
-    assert not accel.active(RunnerSpec(), "cpu") and accel.active(RunnerSpec(), "cuda:0")
-    assert not accel.overlap(RunnerSpec(), "cpu") and accel.overlap(RunnerSpec(), "cuda")
+    assert not accel.active(PipelineSpec(), "cpu") and accel.active(PipelineSpec(), "cuda:0")
+    assert not accel.overlap(PipelineSpec(), "cpu") and accel.overlap(PipelineSpec(), "cuda")
     assert accel.vae_dtype(torch.float16, "cpu") == torch.float32
     assert accel.vae_dtype(torch.bfloat16, "cuda") == torch.bfloat16
     pipe = tiny_generator.pipe
-    assert tiny_generator.accel == {"optimised": False, "reason": "runner.optimise: auto on cpu"}
+    assert tiny_generator.accel == {"optimised": False, "reason": "pipeline.optimise: auto on cpu"}
     assert tiny_generator.dtype == torch.float32 and pipe.vae.dtype == torch.float32
     assert {type(p).__name__ for p in pipe.unet.attn_processors.values()} == {"AttnProcessor2_0"}
     assert "forward" not in vars(pipe.unet) and "decode" not in vars(pipe.vae)
     conv = pipe.unet.conv_in.weight
     assert conv.is_contiguous() and not getattr(pipe, "fusing_unet", False)
     # the same bytes as a pipeline the optimiser never saw
-    plain = Generator(TINY, models.identity(TINY), RunnerSpec(device="cpu", optimise="none"), "t")
+    plain = Generator(TINY, models.identity(TINY), RunnerSpec(device="cpu"), "t",
+                      pipeline=PipelineSpec(optimise="none"))
     unit = one_unit(tasks[:2])
     assert plain(unit).pngs == tiny_generator(unit).pngs
 
 
 def test_on_optimises_a_cpu_pipeline_too(tiny_generator, tasks):
     gen = Generator(TINY, models.identity(TINY),
-                    RunnerSpec(device="cpu", optimise="on", compile=False), "t")
+                    RunnerSpec(device="cpu"), "t",
+                    pipeline=PipelineSpec(optimise="on", compile=False))
     pipe = gen.pipe
     assert gen.accel["optimised"] and gen.accel["fused_qkv"] and not gen.accel["compiled"]
     assert gen.accel["vae_dtype"] == "float32"  # no float16 anywhere: nothing to change
@@ -95,7 +97,7 @@ def run_local(units, overlap: bool):
     conf = yaml.safe_load((REPO / "conf" / "scorer" / "tiny_aesthetic.yaml").read_text())
     ctx = WorkerContext(job="t", models={"tiny": TINY, "tiny_b": TINY_B},
                         identities={"tiny": models.identity(TINY), "tiny_b": models.identity(TINY_B)},
-                        runner=RunnerSpec(device="cpu", overlap=overlap),
+                        runner=RunnerSpec(device="cpu"), pipeline=PipelineSpec(overlap=overlap),
                         scorers=(ScorerSpec.make("tiny_aesthetic", conf),))
     runner = LocalRunner()
     runner.start(ctx, units[0].model)
@@ -144,7 +146,7 @@ def test_overlapped_runner_reports_a_failing_model_in_order(tasks):
         [t._replace(model="broken") for t in tasks[4:6]], 2) + sweep.units(tasks[6:8], 2)
     ctx = WorkerContext(job="t", models={"tiny": TINY, "broken": broken},
                         identities={"tiny": models.identity(TINY), "broken": "x"},
-                        runner=RunnerSpec(device="cpu", overlap=True))
+                        runner=RunnerSpec(device="cpu"), pipeline=PipelineSpec(overlap=True))
     runner = LocalRunner()
     runner.start(ctx, "tiny")
     got = []
@@ -176,7 +178,8 @@ def test_a_lora_loaded_after_fusing_unfuses_first():
     from animagine_batch.offline.lora import ensure_lora
 
     gen = Generator(TINY, models.identity(TINY),
-                    RunnerSpec(device="cpu", optimise="on", compile=False), "t")
+                    RunnerSpec(device="cpu"), "t",
+                    pipeline=PipelineSpec(optimise="on", compile=False))
     pipe = gen.pipe
     assert pipe.fusing_unet
     gen.passes.adapters.use(((str(ensure_lora()), 1.0),))
@@ -186,18 +189,18 @@ def test_a_lora_loaded_after_fusing_unfuses_first():
 
 
 def test_auto_compiles_only_for_enough_images_on_a_capable_gpu(monkeypatch):
-    auto = RunnerSpec()  # compile: auto, compile_min_images: 1500
+    auto = PipelineSpec()  # compile: auto, compile_min_images: 1500
     assert accel.compile_wanted(auto, "cpu") == (False, "not a CUDA device")
     assert accel.compile_wanted(auto, "cuda", images=1499) == \
-        (False, "1499 images < runner.compile_min_images (1500)")
-    assert accel.compile_wanted(RunnerSpec(compile=True), "cpu", images=3) == \
+        (False, "1499 images < pipeline.compile_min_images (1500)")
+    assert accel.compile_wanted(PipelineSpec(compile=True), "cpu", images=3) == \
         (True, "compile: true")
-    assert accel.compile_wanted(RunnerSpec(compile=False), "cuda")[0] is False
+    assert accel.compile_wanted(PipelineSpec(compile=False), "cuda")[0] is False
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
     monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
     assert accel.compile_wanted(auto, "cuda", images=1500) == (True, "compile: auto")
     assert accel.compile_wanted(auto, "cuda:0")[0]  # unknown size counts as many
-    assert accel.compile_wanted(RunnerSpec(compile_min_images=0), "cuda", images=1)[0]
+    assert accel.compile_wanted(PipelineSpec(compile_min_images=0), "cuda", images=1)[0]
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
     assert accel.compile_wanted(auto, "cuda", images=5000)[1].startswith("GPU without bf16")
 
@@ -216,9 +219,9 @@ def test_the_run_hands_its_pending_count_to_the_optimiser(tmp_path, monkeypatch,
     seen = []
     real = accel.apply
 
-    def spy(pipe, runner, device, dtype, images=None):
+    def spy(pipe, pipeline, device, dtype, images=None):
         seen.append(images)
-        return real(pipe, runner, device, dtype, images)
+        return real(pipe, pipeline, device, dtype, images)
 
     monkeypatch.setattr(accel, "apply", spy)
     args = ["run", str(REPO / "jobs" / "demo.yaml"), f"output.root={tmp_path}", "runner=local",
@@ -228,19 +231,34 @@ def test_the_run_hands_its_pending_count_to_the_optimiser(tmp_path, monkeypatch,
     assert made > 3 and seen == [made]
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("worker ")]
     assert len(said) == 1 and said[0].endswith(
-        ": tiny on cpu: pipeline as loaded (runner.optimise: auto on cpu)"), said
+        ": tiny on cpu: pipeline as loaded (pipeline.optimise: auto on cpu)"), said
     assert cli.main(args + ["sweep.seeds=[1,2,3,4]"]) == 0  # a resume counts what is left
     assert seen[1] == made / 3
 
 
-def test_compile_min_images_is_checked(compose):
+def test_execution_options_are_checked_under_the_key_written(compose):
+    with pytest.raises(ConfigError, match=r"pipeline.compile_min_images: -1 must be >= 0"):
+        compose("demo", "pipeline.compile_min_images=-1")
     with pytest.raises(ConfigError, match=r"runner.compile_min_images: -1 must be >= 0"):
-        compose("demo", "runner.compile_min_images=-1")
+        compose("demo", "runner.compile_min_images=-1")  # the old name still works
+
+
+def test_the_old_runner_keys_are_read_as_pipeline_keys_with_a_notice(compose):
+    spec = compose("demo", "runner.dtype=float16", "runner.optimise=on", "pipeline.compile=false")
+    assert (spec.pipeline.dtype, spec.pipeline.optimise, spec.pipeline.compile) == \
+        ("float16", "on", False)
+    assert not hasattr(spec.runner, "dtype")
+    assert [w for w in spec.warnings if "is now" in w] == [
+        "runner.dtype is now pipeline.dtype; runner.dtype still works and is read as "
+        "pipeline.dtype",
+        "runner.optimise is now pipeline.optimise; runner.optimise still works and is read as "
+        "pipeline.optimise"]
+    assert not [w for w in compose("demo").warnings if "is now" in w]
 
 
 def test_the_summary_says_what_was_done_and_why():
     gen_done = {"optimised": True, "dtype": "bfloat16", "vae_dtype": "bfloat16",
-                "compiled": False, "compile_reason": "12 images < runner.compile_min_images (1000)"}
+                "compiled": False, "compile_reason": "12 images < pipeline.compile_min_images (1000)"}
     assert accel.summary(gen_done) == ("bfloat16, VAE bfloat16, SDPA, fused QKV, channels_last, "
-                                       "UNet eager (12 images < runner.compile_min_images (1000))")
+                                       "UNet eager (12 images < pipeline.compile_min_images (1000))")
     assert accel.summary({**gen_done, "compiled": True}).endswith(", UNet compiled")

@@ -105,10 +105,10 @@ def test_cli_malformed_job_file(tmp_path):
 def test_runner_optimisation_options_are_validated(tmp_path):
     from conftest import run_cli
 
-    r = run_cli("run", "jobs/demo.yaml", "--dry-run", "runner.optimise=fast",
+    r = run_cli("run", "jobs/demo.yaml", "--dry-run", "pipeline.optimise=fast",
                 f"output.root={tmp_path}")
     assert r.returncode == 2
-    assert "runner.optimise: 'fast' is not one of auto, on, none" in r.stderr
+    assert "pipeline.optimise: 'fast' is not one of auto, on, none" in r.stderr
     assert not (tmp_path / "demo").exists()
 
 

@@ -66,7 +66,7 @@ def test_three_models_never_more_than_one_pipeline_per_worker(ray_session, runne
     share = {"tiny": 6 // workers, "tiny_b": 6 // workers, "tiny_c": -(-5 // workers)}
     assert {r.extra["setup"] for r in results} == {
         f"{m} on cpu: float32, VAE float32, SDPA, fused QKV, channels_last, UNet eager "
-        f"({n} images < runner.compile_min_images (1500))" for m, n in share.items()}
+        f"({n} images < pipeline.compile_min_images (1500))" for m, n in share.items()}
     assert {r.rows[0]["model"] for r in results} == {"embedded/tiny-sdxl", "embedded/tiny-sdxl-b",
                                                     "embedded/tiny-sdxl-c"}
 

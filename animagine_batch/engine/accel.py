@@ -1,7 +1,7 @@
-"""GPU optimisations of a loaded SDXL pipeline, driven by the runner's options.
+"""GPU optimisations of a loaded SDXL pipeline, driven by the job's execution options.
 
-`apply(pipe, runner, device, dtype)` runs once, right after the pipeline is loaded. Options
-(`runner.*`, conf/runner/*.yaml):
+`apply(pipe, pipeline, device, dtype)` runs once, right after the pipeline is loaded. Options
+(`pipeline.*`, conf/base.yaml):
 
 - `optimise`: `auto` (default) optimises on CUDA devices and leaves a CPU pipeline exactly as
   loaded (same image bytes); `on` applies the same steps on any device; `none` never.
@@ -57,25 +57,25 @@ def _is_cuda(device) -> bool:
     return str(device).startswith("cuda")
 
 
-def active(runner, device) -> bool:
+def active(pipeline, device) -> bool:
     """Whether `apply` changes the pipeline on this device."""
-    mode = options(runner)["optimise"]
+    mode = options(pipeline)["optimise"]
     return mode == "on" or (mode == "auto" and _is_cuda(device))
 
 
-def gpu_dtype(runner, device):
+def gpu_dtype(pipeline, device):
     """The torch dtype `dtype: auto` means on an accelerator: bfloat16 when optimising on a GPU
     with bf16 support, else float16."""
     import torch
 
-    if active(runner, device) and _is_cuda(device) and torch.cuda.is_bf16_supported():
+    if active(pipeline, device) and _is_cuda(device) and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
 
 
-def overlap(runner, device) -> bool:
+def overlap(pipeline, device) -> bool:
     """Whether the local runner overlaps post-processing with generation."""
-    value = options(runner)["overlap"]
+    value = options(pipeline)["overlap"]
     return value == "true" or (value == "auto" and _is_cuda(device))
 
 
@@ -90,15 +90,15 @@ def vae_dtype(dtype, device):
     return torch.float32
 
 
-def compile_wanted(runner, device, images: int | None = None) -> tuple[bool, str]:
+def compile_wanted(pipeline, device, images: int | None = None) -> tuple[bool, str]:
     """Whether to compile the UNet, and why (see the module doc). `images`: how many images
     this worker is expected to make (None: unknown, counted as many)."""
-    value = options(runner)["compile"]
+    value = options(pipeline)["compile"]
     if value != "auto":
         return value == "true", f"compile: {value}"
-    least = int(getattr(runner, "compile_min_images", 0) or 0)
+    least = int(getattr(pipeline, "compile_min_images", 0) or 0)
     if images is not None and images < least:
-        return False, f"{images} images < runner.compile_min_images ({least})"
+        return False, f"{images} images < pipeline.compile_min_images ({least})"
     if not _is_cuda(device):
         return False, "not a CUDA device"
     import importlib.util
@@ -153,12 +153,12 @@ def _cast_input(fn, dtype):
     return cast
 
 
-def apply(pipe, runner, device, dtype, images: int | None = None) -> dict:
+def apply(pipe, pipeline, device, dtype, images: int | None = None) -> dict:
     """Optimise a loaded pipeline in place (see the module doc); returns what was done.
     `images`: how many images this worker is expected to make (`compile: auto` weighs it)."""
-    opts = options(runner)
-    if not active(runner, device):
-        return {"optimised": False, "reason": f"runner.optimise: {opts['optimise']} on {device}"}
+    opts = options(pipeline)
+    if not active(pipeline, device):
+        return {"optimised": False, "reason": f"pipeline.optimise: {opts['optimise']} on {device}"}
     import torch
     from diffusers.models.attention_processor import AttnProcessor2_0
 
@@ -174,7 +174,7 @@ def apply(pipe, runner, device, dtype, images: int | None = None) -> dict:
         pipe.vae.decode = _cast_input(pipe.vae.decode, vae)
     if _is_cuda(device):
         torch.backends.cudnn.benchmark = True
-    wanted, why = compile_wanted(runner, device, images)
+    wanted, why = compile_wanted(pipeline, device, images)
     done = {"optimised": True, "dtype": str(dtype).removeprefix("torch."),
             "vae_dtype": str(vae).removeprefix("torch."), "attention": "sdpa", "fused_qkv": True,
             "channels_last": True, "compiled": False, "compile_reason": why}

@@ -8,9 +8,10 @@ def resolve_device(runner, pipeline=None):
     (auto: fp32 on a CPU; on a GPU bf16 when optimised, else fp16)."""
     import torch
 
+    from ..spec.job import PipelineSpec
     from . import accel
 
-    pipeline = pipeline if pipeline is not None else runner
+    pipeline = pipeline if pipeline is not None else PipelineSpec()
     device = runner.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

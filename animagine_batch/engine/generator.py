@@ -19,13 +19,12 @@ import numpy as np
 
 from ..rundir.rows import base_row
 from ..spec.emphasis import plain_text
-from ..spec.job import ModelSpec, RunnerSpec
+from ..spec.job import ModelSpec, PipelineSpec, RunnerSpec
 from ..spec.sweep import Unit
-from . import accel
+from . import accel, loading
 from .device import free_cache, resolve_device
 from .finish import Finisher
 from .generate import Generation
-from .loading import load_pipeline
 
 
 @dataclass
@@ -71,12 +70,12 @@ class Generator:
 
     def __init__(self, model: ModelSpec, identity: str, runner: RunnerSpec, job: str,
                  png_compress_level: int = 1, scorers: tuple = (), images: int | None = None,
-                 pipeline=None):
-        pipeline = pipeline or runner
+                 pipeline: PipelineSpec | None = None):
+        pipeline = pipeline or PipelineSpec()
         self.model = model
         self.job = job
         self.device, self.dtype = resolve_device(runner, pipeline)
-        self.pipe = load_pipeline(model, self.device, self.dtype)
+        self.pipe = loading.load_pipeline(model, self.device, self.dtype)
         self.accel = accel.apply(self.pipe, pipeline, self.device, self.dtype, images)
         _PIPELINES.add(self.pipe)
         self.generation = Generation(self.pipe)

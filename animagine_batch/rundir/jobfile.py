@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from .layout import JOB_FILE, RESULTS
 from .read import RESULT_KEYS, usable_parts
 
-RUN_KEYS = ("name", "runner", "output", "max_tasks")  # how a job runs, not what it asks
+RUN_KEYS = ("name", "runner", "pipeline", "output", "max_tasks")  # how a job runs, not what it asks
 SWEEP_KEYS = ("grid", "zip", "seeds", "base_seed", "sample")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Protocol
 
-from ..spec.job import ModelSpec, RunnerSpec
+from ..spec.job import ModelSpec, PipelineSpec, RunnerSpec
 from ..spec.job import ScorerSpec
 from ..spec.sweep import Unit
 
@@ -18,6 +18,7 @@ class WorkerContext:
     models: dict[str, ModelSpec]
     identities: dict[str, str]
     runner: RunnerSpec
+    pipeline: PipelineSpec = PipelineSpec()
     png_compress_level: int = 1
     scorers: tuple[ScorerSpec, ...] = field(default_factory=tuple)
     images: dict[str, int] | None = None  # model -> images a worker is expected to make of it

@@ -1,4 +1,4 @@
-"""The in-process reference runner: one worker, one pipeline at a time. With `runner.overlap`
+"""The in-process reference runner: one worker, one pipeline at a time. With `pipeline.overlap`
 (default: on CUDA) PNG encoding and scoring of a unit overlap the next unit's generation
 (`overlap.py`); results and their order are the same either way."""
 
@@ -22,7 +22,7 @@ class LocalRunner:
 
     def start(self, ctx: WorkerContext, first_model: str) -> None:
         """Scorers first (loaded once per worker), then the first pipeline."""
-        self.overlap = accel.overlap(ctx.runner, resolve_device(ctx.runner)[0])
+        self.overlap = accel.overlap(ctx.pipeline, resolve_device(ctx.runner, ctx.pipeline)[0])
         self.worker = Worker(ctx, ctx.runner.threads)
         self.worker.use(first_model)
 

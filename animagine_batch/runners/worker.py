@@ -17,7 +17,7 @@ class Worker:
 
             torch.set_num_threads(int(threads))
         self.ctx = ctx
-        device, _ = resolve_device(ctx.runner)
+        device, _ = resolve_device(ctx.runner, ctx.pipeline)
         self.scorers = tuple(registry.build(s, device) for s in ctx.scorers)
         self.generator: Generator | None = None
         self.model: str | None = None
@@ -28,7 +28,8 @@ class Worker:
             self.generator = Generator(self.ctx.models[model], self.ctx.identities[model],
                                        self.ctx.runner, self.ctx.job,
                                        self.ctx.png_compress_level, self.scorers,
-                                       images=(self.ctx.images or {}).get(model))
+                                       images=(self.ctx.images or {}).get(model),
+                                       pipeline=self.ctx.pipeline)
             self.model = model
         return self.generator
 

@@ -102,14 +102,22 @@ class SweepSpec:
 
 @dataclass(frozen=True)
 class RunnerSpec:
+    """Where the work runs."""
+
     name: str = "local"
     address: str | None = None
     workers: int = 1
     threads: int | None = None  # torch CPU threads per worker (None: the worker's share of cores)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """How the pipeline runs (engine/accel.py)."""
+
     dtype: str = "auto"  # auto (fp32 on CPU; on GPU bf16 when optimised, else fp16) | float32 | float16 | bfloat16
-    optimise: str = "auto"  # auto (on CUDA) | on | none: accel.py's SDPA, fused QKV, channels_last, safe VAE
-    compile: str | bool = "auto"  # auto | true | false: torch.compile of the UNet (accel.py)
+    optimise: str = "auto"  # auto (on CUDA) | on | none: SDPA, fused QKV, channels_last, safe VAE
+    compile: str | bool = "auto"  # auto | true | false: torch.compile of the UNet
     compile_min_images: int = 1500  # `compile: auto`: only for a worker's share of this many
     overlap: str | bool = "auto"  # auto (on CUDA) | true | false: PNG + scores of unit N while N+1 generates
 
@@ -150,6 +158,7 @@ class JobSpec:
     models: dict[str, ModelSpec]  # every model the sweep uses
     scorers: tuple[ScorerSpec, ...] = ()
     runner: RunnerSpec = RunnerSpec()
+    pipeline: PipelineSpec = PipelineSpec()
     output: OutputSpec = OutputSpec()
     max_tasks: int = 100_000
     hires: HiresSpec = HiresSpec()
@@ -164,7 +173,7 @@ class JobSpec:
 
 
 TOP_KEYS = ("name", "prompts", "prompt", "generation", "sweep", "model", "scorers", "scorer",
-            "runner", "output", "max_tasks", "hires", "loras", "wildcards")
+            "runner", "pipeline", "output", "max_tasks", "hires", "loras", "wildcards")
 
 
 def count_tasks(n_prompts: int, sweep: SweepSpec, sampled: bool = True) -> int:

@@ -15,7 +15,7 @@ from .collect import Collector, check_int
 from .job import TOP_KEYS, GenerationSpec, JobSpec, LoraSpec, count_tasks
 from .pass_sections import check_hires_fit, parse_hires, parse_loras, parse_wildcards
 from .scorer_section import parse_scorer_section
-from .sections import parse_model, parse_output, parse_runner
+from .sections import parse_model, parse_output, parse_pipeline, parse_runner
 from .sweep_section import parse_max_tasks, parse_sweep
 
 def _unused(spec: JobSpec) -> list[str]:
@@ -69,7 +69,8 @@ def parse_job(raw: dict, catalogue: Catalogue) -> JobSpec:
     for problem in P.check_options(opts):
         c.add("prompt." + problem.split(": ", 1)[0], problem.split(": ", 1)[1])
     gen = c.section(raw.get("generation"), "generation", GenerationSpec)
-    runner = parse_runner(c, raw.get("runner"), catalogue.runners)
+    runner, moved, notices = parse_runner(c, raw.get("runner"), catalogue.runners)
+    pipeline = parse_pipeline(c, raw.get("pipeline"), moved)
     output = parse_output(c, raw.get("output"))
     model_raw = raw.get("model") or {}
     main_name = str(model_raw.get("name", "model")) if isinstance(model_raw, dict) else "model"
@@ -124,6 +125,6 @@ def parse_job(raw: dict, catalogue: Catalogue) -> JobSpec:
         raise ConfigError(c.problems)
     spec = JobSpec(name=name, prompts=prompts_name, prompt=opts, generation=gen, sweep=sweep,
                    model=model, models=models, scorers=scorers,
-                   runner=runner, output=output, max_tasks=max_tasks, hires=hires, loras=loras,
-                   wildcards=wildcards)
-    return dataclasses.replace(spec, warnings=tuple(_unused(spec)))
+                   runner=runner, pipeline=pipeline, output=output, max_tasks=max_tasks,
+                   hires=hires, loras=loras, wildcards=wildcards)
+    return dataclasses.replace(spec, warnings=tuple(notices + _unused(spec)))

@@ -1,5 +1,5 @@
-"""Validation of the `model`, `runner` and `output` sections: every option typed and checked,
-every problem added to the collector (validation.py gathers them with the other sections')."""
+"""Validation of the `model`, `runner`, `pipeline` and `output` sections: every option typed and
+checked, every problem added to the collector (parse.py gathers them with the other sections')."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 
 from ..errors import ConfigError
 from .collect import Collector, check_int
-from .job import EMBEDDED_MODELS, ModelSpec, OutputSpec, RunnerSpec
+from .job import EMBEDDED_MODELS, ModelSpec, OutputSpec, PipelineSpec, RunnerSpec
 from .values import SEED_LIMIT
 
 DEVICES = "auto, cpu, cuda or cuda:N"
@@ -68,9 +68,19 @@ def parse_model(raw: dict, name: str, key: str, c: Collector) -> ModelSpec:
     return spec
 
 
-def parse_runner(c: Collector, raw, runners: tuple[str, ...]) -> RunnerSpec:
-    """`runners`: the names of the runner registry (runners/__init__.py)."""
-    runner = c.section({"name": raw} if isinstance(raw, str) else raw, "runner", RunnerSpec)
+MOVED = tuple(PipelineSpec.__dataclass_fields__)  # runner.* keys that are now pipeline.*
+
+
+def parse_runner(c: Collector, raw, runners: tuple[str, ...]) -> tuple[RunnerSpec, dict, list]:
+    """(the runner section, the execution options it still holds under their old names, one
+    notice per such key). `runners`: the names of the runner registry (runners/__init__.py)."""
+    raw = {"name": raw} if isinstance(raw, str) else raw
+    moved = {k: raw[k] for k in MOVED if k in raw} if isinstance(raw, dict) else {}
+    notices = [f"runner.{k} is now pipeline.{k}; runner.{k} still works and is read as "
+               f"pipeline.{k}" for k in moved]
+    if moved:
+        raw = {k: v for k, v in raw.items() if k not in moved}
+    runner = c.section(raw, "runner", RunnerSpec)
     if runner.name not in runners:
         c.add("runner.name", f"unknown runner {runner.name!r}; allowed: {', '.join(runners)}")
     address = runner.address
@@ -90,26 +100,36 @@ def parse_runner(c: Collector, raw, runners: tuple[str, ...]) -> RunnerSpec:
     device = runner.device
     if not (isinstance(device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", device)):
         c.add("runner.device", f"{device!r} is not a device; allowed: {DEVICES}")
-    if runner.dtype not in DTYPES:
-        c.add("runner.dtype", f"{runner.dtype!r} is not one of {', '.join(DTYPES)}")
-    check_int(c, "runner.compile_min_images", runner.compile_min_images, 0)
+    return runner, moved, notices
+
+
+def parse_pipeline(c: Collector, raw, moved: dict) -> PipelineSpec:
+    """The execution options; those the runner section gave under their old names win, and
+    every problem names the key as the job wrote it."""
+    pipeline = c.section(raw, "pipeline", PipelineSpec)
+    pipeline = PipelineSpec(**{**pipeline.__dict__, **moved})
+    key = {k: f"runner.{k}" if k in moved else f"pipeline.{k}" for k in MOVED}
+    if pipeline.dtype not in DTYPES:
+        c.add(key["dtype"], f"{pipeline.dtype!r} is not one of {', '.join(DTYPES)}")
+    check_int(c, key["compile_min_images"], pipeline.compile_min_images, 0)
     try:
-        execution_options(runner)
+        execution_options(pipeline, key)
     except ConfigError as e:
         c.problems += e.problems
-    return runner
+    return pipeline
 
 
-def execution_options(runner) -> dict[str, str]:
+def execution_options(pipeline, key: dict | None = None) -> dict[str, str]:
     """The optimise, compile and overlap options, lower-cased and checked: a ConfigError names
-    every bad value (YAML booleans arrive as True/False)."""
+    every bad value (YAML booleans arrive as True/False). `key` names the options' keys."""
     allowed = {"optimise": OPTIMISE, "compile": SWITCH, "overlap": SWITCH}
     out, problems = {}, []
-    for key, values in allowed.items():
-        value = getattr(runner, key, "auto")
-        out[key] = str(value).strip().lower()  # YAML booleans: str(True) == "True"
-        if out[key] not in values:
-            problems.append(f"runner.{key}: {value!r} is not one of {', '.join(values)}")
+    for name, values in allowed.items():
+        value = getattr(pipeline, name, "auto")
+        out[name] = str(value).strip().lower()  # YAML booleans: str(True) == "True"
+        if out[name] not in values:
+            problems.append(f"{(key or {}).get(name, f'pipeline.{name}')}: {value!r} is not one "
+                            f"of {', '.join(values)}")
     if problems:
         raise ConfigError(problems)
     return out
