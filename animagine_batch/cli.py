@@ -82,9 +82,6 @@ def compose_job(job: str, overrides: list[str]) -> dict:
 
     The job file is checked as data first (datafiles.check_job_file); interpolation is resolved
     only in command-line overrides, which are trusted.
-
-    `prompts=NAME_OR_PATH` is applied after composition: conf/prompts/ is a folder of prompt sets
-    looked up by name (YAML or CSV), which Hydra would otherwise take for a config group.
     """
     from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
@@ -93,8 +90,6 @@ def compose_job(job: str, overrides: list[str]) -> dict:
 
     path = find_job(job)
     check_job_file(path, conf_dir())  # job files are data: no interpolation, no Hydra section
-    prompt_set = [o.split("=", 1)[1] for o in overrides if o.startswith("prompts=")]
-    overrides = [o for o in overrides if not o.startswith("prompts=")]
     searchpath = f"hydra.searchpath=[file://{conf_dir()}]"
     try:
         with initialize_config_dir(config_dir=str(path.parent), version_base=None):
@@ -106,8 +101,6 @@ def compose_job(job: str, overrides: list[str]) -> dict:
         raise ConfigError(f"job {path}: {text}") from None
     raw.pop("hydra", None)
     flatten_axes(raw)
-    if prompt_set:
-        raw["prompts"] = prompt_set[-1].strip("'\"")
     if raw.get("name") == "???":
         raw["name"] = ""
     return raw
@@ -158,7 +151,7 @@ def catalogue():
     from .spec.catalogue import Catalogue
     from .spec.prompt_sets import PromptLibrary
 
-    return Catalogue(prompt_sets=PromptLibrary([conf_dir() / "prompts"]),
+    return Catalogue(prompt_sets=PromptLibrary([conf_dir() / "prompt_sets"]),
                      models=group_configs("model"), scorers=group_configs("scorer"),
                      scorer_problems=option_problems, runners=tuple(RUNNERS))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from importlib import metadata
 import sys
 import time
 from collections import Counter
@@ -92,16 +93,21 @@ def axis_types(spec: JobSpec) -> dict[str, str]:
     return {a: axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes}
 
 
-def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
-    import diffusers
-    import torch
-    import transformers
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
 
+
+def provenance(spec: JobSpec, raw: dict, identities: dict[str, str]) -> dict:
+    """What made the run: versions (read from the installed distributions, without importing
+    them), the config's hash, model and LoRA identities, licences and scorers."""
     return {
         "loras": {k.removeprefix("lora:"): v for k, v in identities.items()
                   if k.startswith("lora:")},
-        "package": __version__, "python": platform.python_version(), "torch": str(torch.__version__),
-        "diffusers": str(diffusers.__version__), "transformers": str(transformers.__version__),
+        "package": __version__, "python": platform.python_version(),
+        **{name: _version(name) for name in ("torch", "diffusers", "transformers")},
         "config_sha256": hashlib.sha256(json.dumps(raw, sort_keys=True, default=str)
                                         .encode()).hexdigest(),
         "models": {n: {"id": m.id, "revision": m.revision, "path": m.path, "vae": m.vae,
@@ -159,10 +165,9 @@ def _summary(spec: JobSpec, out, seconds: float, generated: int, scores: list[st
     from .rundir import load_run
 
     df = load_run(spec.run_dir)
-    current = df
-    counts = current["status"].value_counts().to_dict() if len(current) else {}
+    counts = df["status"].value_counts().to_dict() if len(df) else {}
     rate = generated / seconds if seconds > 0 else 0.0
-    print(f"done: {len(current):,} rows ("
+    print(f"done: {len(df):,} rows ("
           + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
           + f"); {generated:,} generated in {seconds:.1f} s ({rate:.2f} images/s); "
           f"run directory {spec.run_dir}", file=out)
@@ -217,19 +222,21 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
     runner = make_runner(spec.runner.name, spec.runner.address)
     print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units "
           f"({spec.runner.name} runner)", file=out)
-    busy: dict[str, float] = {}
+    busy: dict[str, float] = {}  # worker -> seconds it spent on units
     reported: set[tuple] = set()
+    opened = False  # the run directory is written from the first result on
     try:
         runner.start(ctx, units[0].model)
         start = time.perf_counter()
         with tqdm(total=len(plan.tasks), initial=n_done, unit="img", dynamic_ncols=True,
                   desc=spec.name, file=sys.stderr) as bar:
             for result in runner.run(units):
-                if not busy:
+                if not opened:
                     store.schema = loaded_provenance(store.schema, prov, result)
                     if result.scorers:
                         bar.write(reference.summary(result.scorers), file=out)
                     store.open(jobfile.job_yaml(raw, prov, before))
+                    opened = True
                 setup = (result.worker, result.setup)
                 if setup[1] and setup not in reported:  # each worker's pipeline set-up, once
                     reported.add(setup)

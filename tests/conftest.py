@@ -78,7 +78,7 @@ def demo_tasks(compose):
 
     def _tasks(seeds: list[int], steps: int):
         spec = compose("demo", "sweep.grid={}", f"sweep.seeds={seeds}", f"generation.steps={steps}")
-        ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+        ps = P.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])
         return sweep.expand(spec, ps, {"tiny": "embedded:test"})
 
     return _tasks

@@ -73,7 +73,7 @@ def test_model_hash_is_the_checkpoints(tmp_path, compose, tasks):
 def test_model_hash_and_title_are_not_identity(compose):
     from animagine_batch.spec import prompt_sets as P
 
-    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])
     ids = {"tiny": "embedded:x"}
     base = compose("demo", "sweep.seeds=1")
     other = compose("demo", "sweep.seeds=1", "model.a1111_hash=0123456789", "model.title=T")

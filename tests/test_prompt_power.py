@@ -141,7 +141,7 @@ def test_hires_axes_expand_and_are_validated(compose, tmp_path):
     spec = compose("demo", "sweep.grid={}", "sweep.grid.hires.scale=[none,1.5]",
                    "sweep.grid.hires.strength=[0.3,0.55]")
     assert spec.sweep.axes == ("hires.scale", "hires.strength")
-    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])
     tasks_ = sweep.expand(spec, ps, {"tiny": "x"})
     assert {t.hires for t in tasks_} == {None, (1.5, 0.3, "nearest-exact"),
                                          (1.5, 0.55, "nearest-exact")}
@@ -195,7 +195,7 @@ def test_lora_scale_switches_adapters_without_reloading(tiny_generator, tasks, l
 def test_lora_axes_and_ids(compose, lora_path, tmp_path):
     spec = compose("demo", "sweep.grid={}", f"loras=[{{path: '{lora_path}', scale: 1.0}}]",
                    "sweep.grid.lora.scale=[0.0,0.5,1.0]")
-    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])
     ids = {f"lora:{lora_path}": "sha256:aaa"}
     tasks_ = sweep.expand(spec, ps, {"tiny": "x", **ids})
     assert {t.loras for t in tasks_} == {((lora_path, s),) for s in (0.0, 0.5, 1.0)}

@@ -8,7 +8,7 @@ from animagine_batch.spec import tags as T
 from animagine_batch.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
-DIRS = [REPO / "conf" / "prompts"]
+DIRS = [REPO / "conf" / "prompt_sets"]
 ASUKA = S.PromptEntry(key="asuka", subject="1girl", character="souryuu_asuka_langley",
                       series="neon_genesis_evangelion", tags=("solo", "upper_body"))
 
@@ -68,7 +68,7 @@ def test_character_set_has_fifty_well_formed_entries():
 
 
 def test_yaml_and_csv_user_sets(tmp_path):
-    csv_set = S.load_prompt_set(str(REPO / "conf" / "prompts" / "example.csv"), DIRS)
+    csv_set = S.load_prompt_set(str(REPO / "conf" / "prompt_sets" / "example.csv"), DIRS)
     assert [e.key for e in csv_set.entries] == ["frieren", "luffy", "landscape"]
     assert csv_set.entries[0].tags == ("solo", "elf", "white hair", "outdoors")
     assert csv_set.entries[2].subject is None

@@ -8,8 +8,7 @@ import torch
 from PIL import Image
 
 from animagine_batch.errors import ConfigError
-from animagine_batch.scorers.aesthetic import (IMAGE_MEAN, IMAGE_STD, AestheticScorer,
-                                               ensure_aesthetic)
+from animagine_batch.scorers.aesthetic import AestheticScorer, ensure_aesthetic
 
 
 def images(n=5, size=64):
@@ -61,15 +60,33 @@ def test_bucket_boundaries(scorer, monkeypatch):
                                     "very aesthetic"]
 
 
-def test_preprocessing_is_the_specs(scorer):
-    p = scorer.processor
-    assert list(p.image_mean) == IMAGE_MEAN and list(p.image_std) == IMAGE_STD
-    assert p.resample == 2 and p.size == {"height": 64, "width": 64}  # the model's image_size
-    assert p.rescale_factor == pytest.approx(1 / 255)
-    x = p(images=[Image.new("RGB", (100, 30), (255, 255, 255))], return_tensors="pt")["pixel_values"]
-    assert x.shape == (1, 3, 64, 64)
-    assert np.allclose(x[0, :, 0, 0].numpy(), (1 - np.array(IMAGE_MEAN)) / np.array(IMAGE_STD),
-                       atol=1e-5)
+# aesthetic-shadow-v2's ViTImageProcessor settings, restated from SPEC.md section 4
+SPEC_MEAN = [0.65463551, 0.60715182, 0.61108185]
+SPEC_STD = [0.32903292, 0.32726001, 0.31909652]
+
+
+def test_scores_are_p_hq_of_the_specs_preprocessing(scorer):
+    """The scores equal the model's P(hq) on pixels prepared independently: squash-resized to
+    the model's size with PIL's bilinear filter, scaled to 0-1 and normalised by the SPEC's
+    numbers, by hand and by transformers' own ViTImageProcessor."""
+    from transformers import ViTImageProcessor
+
+    ims = images()  # none of them square: the resize squashes
+    side = scorer.model.config.image_size
+    reference = ViTImageProcessor(do_resize=True, size={"height": side, "width": side},
+                                  resample=Image.BILINEAR, do_rescale=True, rescale_factor=1 / 255,
+                                  do_normalize=True, image_mean=SPEC_MEAN, image_std=SPEC_STD)
+    pixels = reference(images=ims, return_tensors="pt")["pixel_values"]
+    by_hand = np.stack([((np.asarray(im.resize((side, side), Image.BILINEAR), np.float32) / 255
+                          - SPEC_MEAN) / SPEC_STD).transpose(2, 0, 1) for im in ims])
+    # within one 8-bit level: transformers' resize rounds a few pixels unlike PIL's own
+    assert np.abs(pixels.numpy() - by_hand).max() <= 1.01 / 255 / min(SPEC_STD)
+    assert np.abs(pixels.numpy() - by_hand).mean() < 1e-3
+    with torch.no_grad():
+        p = torch.softmax(scorer.model(pixel_values=pixels).logits, dim=-1)
+    hq = {v: int(k) for k, v in scorer.model.config.id2label.items()}["hq"]
+    assert np.allclose(scorer.scores(ims), p[:, hq].numpy(), atol=1e-6)
+    assert scorer.preprocessing["mean"] == SPEC_MEAN and scorer.preprocessing["std"] == SPEC_STD
 
 
 def test_missing_weights_name_the_scorer_and_the_override(tmp_path):

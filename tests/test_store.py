@@ -82,18 +82,66 @@ def _row(task_id, status, **kw):
     return {"task_id": task_id, "status": status, "steps": 2, "cfg": 7.0, "seed": 1, **kw}
 
 
-def test_writes_are_atomic_and_png_precedes_row(tmp_path):
-    schema = S.results_schema({}, {})
-    s = store.RunStore(tmp_path / "run", schema)
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_writes_are_atomic_and_png_precedes_row(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    s = store.RunStore(run, S.results_schema({}, {}))
     s.open("job: {}\n")
-    (tmp_path / "run" / "images" / ".tmp-leftover").write_bytes(b"x")
+    (run / "images" / ".tmp-leftover").write_bytes(b"x")
     s.open("job: {}\n")  # a rerun clears temporary leftovers
-    assert not list((tmp_path / "run" / "images").glob(".tmp-*"))
-    s.write(UnitResult("u1", [_row("a", "ok", image_path="images/a.png")], [b"PNGDATA"], 0.1))
-    assert (tmp_path / "run" / "images" / "a.png").read_bytes() == b"PNGDATA"
-    parts = sorted((tmp_path / "run" / "results").iterdir())
+    assert not list((run / "images").glob(".tmp-*"))
+    rows = [_row("a", "ok", image_path="images/a.png"), _row("b", "ok", image_path="images/b.png")]
+    # the PNGs are on disk, whole, when the unit's rows are written
+    seen, write_table = [], store.atomic_write_table
+    monkeypatch.setattr(store, "atomic_write_table", lambda path, table: (
+        seen.append(_files(run / "images")), write_table(path, table)))
+    s.write(UnitResult("u1", rows, [b"PNG-A", b"PNG-B"], 0.1))
+    assert seen == [{"a.png": b"PNG-A", "b.png": b"PNG-B"}]
+    parts = sorted((run / "results").iterdir())
     assert [p.name for p in parts] == ["part-000000-u1.parquet"]
     assert pq.read_table(parts[0]).schema.field("steps").type == pa.int32()
+    monkeypatch.undo()
+
+    def dies_after(calls: int):  # fsync of a temporary file: the process dies mid-write
+        real, count = store.os.fsync, []
+
+        def fsync(fd):
+            count.append(fd)
+            if len(count) > calls:
+                raise KeyboardInterrupt
+            real(fd)
+
+        return fsync
+
+    # killed writing the second PNG: the first is whole, the second absent, no rows written
+    monkeypatch.setattr(store.os, "fsync", dies_after(1))
+    with pytest.raises(KeyboardInterrupt):
+        s.write(UnitResult("u2", [_row("c", "ok", image_path="images/c.png"),
+                                  _row("d", "ok", image_path="images/d.png")],
+                           [b"PNG-C", b"PNG-D"], 0.1))
+    monkeypatch.undo()
+    assert _files(run / "images") == {"a.png": b"PNG-A", "b.png": b"PNG-B", "c.png": b"PNG-C"}
+    assert [p.name for p in (run / "results").iterdir()] == ["part-000000-u1.parquet"]
+    # killed writing the rows (after both PNGs): the part is absent, not half there
+    monkeypatch.setattr(store.os, "fsync", dies_after(3))  # two PNGs, the images folder
+    with pytest.raises(KeyboardInterrupt):
+        s.write(UnitResult("u3", [_row("e", "ok", image_path="images/e.png"),
+                                  _row("f", "ok", image_path="images/f.png")],
+                           [b"PNG-E", b"PNG-F"], 0.1))
+    monkeypatch.undo()
+    assert {"e.png", "f.png"} <= set(_files(run / "images"))
+    assert [p.name for p in (run / "results").iterdir()] == ["part-000000-u1.parquet"]
+    assert set(load_run(run).task_id) == {"a", "b"}
+    # a failed rewrite of a finished file leaves the old one whole
+    monkeypatch.setattr(store.os, "fsync", dies_after(0))
+    with pytest.raises(KeyboardInterrupt):
+        store.atomic_write_bytes(run / "job.yaml", b"job: {name: new}\n")
+    monkeypatch.undo()
+    assert (run / "job.yaml").read_bytes() == b"job: {}\n"
+    assert not list(run.rglob(".tmp-*"))  # nothing half-written is left behind
 
 
 def test_load_run_prefers_finished_rows_then_the_latest(tmp_path):

@@ -4,7 +4,7 @@ from animagine_batch.spec import prompt_sets as P
 from animagine_batch.spec import sweep
 from conftest import REPO
 
-DIRS = [REPO / "conf" / "prompts"]
+DIRS = [REPO / "conf" / "prompt_sets"]
 IDS = {"tiny": "embedded:tiny-x", "tiny_b": "embedded:tiny-y"}
 
 

@@ -151,7 +151,7 @@ def test_weighting_is_part_of_the_task_id(compose):
     from animagine_batch.spec import prompt_sets as P
     from conftest import REPO
 
-    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompts"])
+    ps = P.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])
     ids_a = {t.task_id for t in sweep.expand(a, ps, {"tiny": "x"})}
     ids_b = {t.task_id for t in sweep.expand(b, ps, {"tiny": "x"})}
     assert ids_a and not ids_a & ids_b

@@ -35,14 +35,11 @@ Steps when optimising:
    1024x1024 is a few percent of a step that is compute-bound, and they hold a private memory
    pool per shape. Not `max-autotune(-no-cudagraphs)`: autotuning every matrix product and
    convolution adds minutes per shape for little over cuBLAS/cuDNN at these sizes. Compiles
-   are slow: on an H100 (BENCHMARKS.md) the first (batch 1) took 147 s and the recompile for
-   the first new batch size 189 s. Compiled batch 4 made 0.80 images/s and eager batch 4 0.66
-   on a second machine of the same kind: an estimated 0.25 s saved per image (two machines,
-   and the compiled run's scoring had failed), so the ~340 s of two compiles (a job whose last
-   unit is smaller has both) are earned back after ~1,350 images. Hence `compile_min_images`
-   (default 1500): under `compile: auto` a worker compiles only when it is expected to make at
-   least that many images of the model (the driver passes the pending count per model; the Ray
-   runner divides it among its actors). Under `compile: auto` a compilation error falls back
+   are slow, and a job whose last unit is smaller pays for two; what they cost and save on a
+   GPU, and after how many images they are earned back, is measured in BENCHMARKS.md. Hence
+   `compile_min_images` (default 1500, from those figures): under `compile: auto` a worker
+   compiles only when it is expected to make at least that many images of the model (the
+   driver passes the pending count per model; the Ray runner divides it among its actors). Under `compile: auto` a compilation error falls back
    to eager with a warning (the worker's printed set-up then says so); under `true` it fails
    the unit.
 """

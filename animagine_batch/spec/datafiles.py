@@ -21,6 +21,7 @@ from ..errors import ConfigError
 NODE_LIMIT = 2_000_000  # expanded YAML nodes; the largest shipped prompt set has 927
 INSTANTIATION_KEYS = ("_target_", "_args_", "_partial_", "_recursive_", "_convert_")
 CONFIG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+DATA_FOLDERS = ("prompt_sets", "wildcards")  # folders of conf/ that hold data, not config groups
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -112,8 +113,8 @@ def _config_files(conf: Path, folder: Path, name: str) -> list[Path]:
 
 def _defaults(entries, where: str, conf: Path, folder: Path) -> tuple[list[str], list[Path]]:
     """Problems of a defaults list, and the files of the job's own folder it pulls in."""
-    groups = sorted(p.name for p in conf.iterdir()  # conf/prompts/ holds data, not a group
-                    if p.is_dir() and p.name != "prompts" and any(p.glob("*.yaml")))
+    groups = sorted(p.name for p in conf.iterdir()
+                    if p.is_dir() and p.name not in DATA_FOLDERS and any(p.glob("*.yaml")))
     if not isinstance(entries, list):
         return [f"{where}: defaults: must be a list such as [base, override /model: tiny, "
                 "_self_]"], []

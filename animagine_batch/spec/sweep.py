@@ -23,9 +23,8 @@ from .axes import FIELDS, UNIT_FIELDS, task_identity, task_settings
 from .job import JobSpec
 from .prompt_sets import PromptSet
 
-# One image. Immutable like a frozen dataclass, but a named tuple: a million of them are
-# created in well under a second (a frozen dataclass costs ten times more per instance). The
-# fields before `axes` are the task's own; the rest are set by axes (axes.FIELDS) and default
+# One image. Immutable like a frozen dataclass, but a named tuple, which is much cheaper to
+# create (BENCHMARKS.md, Scale: the plan holds a million of them). The fields before `axes` are the task's own; the rest are set by axes (axes.FIELDS) and default
 # to the table's defaults.
 TASK_FIELDS = ("task_id", "index", "prompt_key", "subject", "character", "series", "prompt",
                "negative_prompt", "content_prompt", "seed",
@@ -93,7 +92,8 @@ def sample_positions(spec: JobSpec, n_entries: int, n_combos: int) -> dict | Non
 @contextlib.contextmanager
 def _bulk_allocation():
     """Pause the cyclic garbage collector while creating a million small tuples (none of them
-    cyclic): its repeated passes would otherwise take about 40% of the time."""
+    cyclic): its repeated passes would otherwise take a large share of the time (BENCHMARKS.md,
+    Scale)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
