@@ -10,20 +10,13 @@ import pandas as pd
 
 from animagine_batch.rundir import ResultsError, load_run
 from animagine_batch.rundir.jobfile import axis_levels, job_axes
+from animagine_batch.rundir.layout import named_run as run_dir
 from animagine_batch.rundir.outputs import check_file_output, write_atomically
 from animagine_batch.rundir.provenance import directions
 
 from .compare import metric_columns
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".md", ".markdown")
-
-
-def run_dir(path: str | Path) -> Path:
-    """A run directory named on the command line (it must have results/)."""
-    p = Path(path)
-    if not (p / "results").is_dir():
-        raise ResultsError(f"{p} is not a run directory (no results/ folder)")
-    return p
 
 
 @dataclass

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from animagine_batch.spec.tag_levels import ORDER, target
-from animagine_batch.spec.tags import WD_RATING_TAG, parse_special
+from animagine_batch.jobspec.tag_levels import ORDER, target
+from animagine_batch.jobspec.tags import WD_RATING_TAG, parse_special
 
 from . import stats
 from .compare import _numeric, compare

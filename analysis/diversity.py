@@ -6,14 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-EMBEDDING = "clip_image_embedding"
+from animagine_batch.rundir.read import EMBEDDING, embeddings
+
+__all__ = ["EMBEDDING", "diversity", "embeddings", "pairwise_diversity"]
 CELL = ["model", "prompt", "negative_prompt", "sampler", "steps", "cfg", "width", "height"]
-
-
-def embeddings(values) -> np.ndarray:
-    """float16 embedding bytes (one per image) -> L2-normalised float32 matrix."""
-    m = np.stack([np.frombuffer(v, dtype=np.float16).astype(np.float32) for v in values])
-    return m / np.clip(np.linalg.norm(m, axis=1, keepdims=True), 1e-12, None)
 
 
 def pairwise_diversity(matrix: np.ndarray) -> float:

@@ -15,17 +15,22 @@ grid, report) run where only the analysis dependencies are installed.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
 
 import yaml
 
-from .spec.datafiles import check_job_file
+from .jobspec.datafiles import check_job_file
 from .errors import ConfigError, ResultsError
 from .rundir.layout import check_run_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parent
+# The packages that add their own subcommands (each part's add_parsers(subparsers)): the dataset
+# export and the analysis commands, which need neither Hydra nor the generation stack. This
+# module composes jobs (run, score) and hands the rest of the command line to them.
+COMMAND_PARTS = ("animagine_batch.export.cli", "analysis.cli")
 
 
 def _resource_dir(name: str) -> Path:
@@ -62,7 +67,7 @@ def sweep_overrides(overrides: list[str]) -> list[str]:
     grid, `sweep.grid.cfg=[5,7]` adds or replaces one axis (Hydra's `~` and `++` underneath).
     The execution options' old keys (`runner.dtype=`, now `pipeline.dtype`) are passed on for
     the parser to read under their new names."""
-    from .spec.sections import MOVED
+    from .jobspec.sections import MOVED
 
     out = []
     for o in overrides:
@@ -148,8 +153,8 @@ def catalogue():
     """What jobs can name: conf/'s model and scorer configs, prompt sets and the registries."""
     from .runners import RUNNERS
     from .scorers.registry import option_problems
-    from .spec.catalogue import Catalogue
-    from .spec.prompt_sets import PromptLibrary
+    from .jobspec.catalogue import Catalogue
+    from .jobspec.prompt_sets import PromptLibrary
 
     return Catalogue(prompt_sets=PromptLibrary([conf_dir() / "prompt_sets"]),
                      models=group_configs("model"), scorers=group_configs("scorer"),
@@ -158,7 +163,7 @@ def catalogue():
 
 def load_spec(job: str, overrides: list[str]):
     """(validated JobSpec, the composed config, the prompt library that loaded its prompt set)."""
-    from .spec.parse import parse_job
+    from .jobspec.parse import parse_job
 
     raw = compose_job(job, overrides)
     known = catalogue()
@@ -185,7 +190,7 @@ def cmd_score(args) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from .score import rescore
-    from .spec.scorer_section import parse_scorers
+    from .jobspec.scorer_section import parse_scorers
 
     try:
         settings = OmegaConf.to_container(OmegaConf.from_dotlist(args.settings), resolve=True)
@@ -226,12 +231,8 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("settings", nargs="*",
                     help="scorers=[clip,wd14] scorer.clip.batch_size=32 device=cuda")
     sc.set_defaults(func=cmd_score)
-    from analysis.cli import add_parsers
-
-    from .export.cli import add_parser as add_export_parser
-
-    add_export_parser(sub)
-    add_parsers(sub)
+    for part in COMMAND_PARTS:
+        importlib.import_module(part).add_parsers(sub)
     return p
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from . import __version__, offline
 from .engine import sources as models
-from .spec.prompt_sets import PromptLibrary, PromptSet
-from .spec import sweep
+from .jobspec.prompt_sets import PromptLibrary, PromptSet
+from .jobspec import sweep
 from .offline.lora import ensure_embedded
-from .spec.job import JobSpec, count_tasks
-from .spec.values import is_off
-from .spec.loras import resolve
+from .jobspec.job import JobSpec, count_tasks
+from .jobspec.values import is_off
+from .jobspec.loras import resolve
 from .engine.generator import token_count
 from .rundir import done_ids
 from .rundir import jobfile

@@ -22,7 +22,7 @@ from .rundir.schema import scores_schema
 from .rundir.write import ScoresStore
 from .scorers import reference, registry
 from .scorers.apply import score
-from .spec.job import ScorerSpec
+from .jobspec.job import ScorerSpec
 
 CHUNK = 64  # images per written part
 
@@ -39,7 +39,7 @@ def config_hash(spec: ScorerSpec) -> str:
 def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None) -> dict:
     """Score every `ok` image of the run with each scorer; returns {scorer: images scored}."""
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
-    from .spec.job import RunnerSpec
+    from .jobspec.job import RunnerSpec
     from .engine.device import resolve_device
 
     run_dir = Path(run_dir)

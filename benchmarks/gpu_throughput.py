@@ -145,7 +145,7 @@ def baseline(pipe, s: dict, device: str, warm: int, timed: int) -> dict:
 
 def make_tasks(s: dict, n: int, first_seed: int, tag: str):
     """`n` tasks of the benchmark prompt with consecutive seeds."""
-    from animagine_batch.spec.sweep import Task
+    from animagine_batch.jobspec.sweep import Task
 
     values = {"index": 0, "model": s["model"], "prompt_key": "bench", "subject": None,
               "character": "hatsune miku", "series": "vocaloid", "prompt": PROMPT,
@@ -165,7 +165,7 @@ def start_framework(pipe, s: dict, device: str, quick: bool, compile_: bool, ove
     from animagine_batch.engine import sources as models
     from animagine_batch.runners.base import WorkerContext
     from animagine_batch.runners.local import LocalRunner
-    from animagine_batch.spec.job import ModelSpec, PipelineSpec, RunnerSpec, ScorerSpec
+    from animagine_batch.jobspec.job import ModelSpec, PipelineSpec, RunnerSpec, ScorerSpec
 
     model_loading.load_pipeline = lambda spec, dev, dtype: pipe.to(device=dev, dtype=dtype)
     spec = ModelSpec(name=s["model"], embedded=s["model"], id=f"embedded/{s['model']}",
@@ -203,7 +203,7 @@ def consume(results, out: Path) -> dict:
 
 def framework(runner, s: dict, batch: int, timed: int, out: Path, device: str) -> dict:
     """One warm-up unit (compilation, cuDNN autotuning), then `timed` images, end to end."""
-    from animagine_batch.spec import sweep
+    from animagine_batch.jobspec import sweep
 
     warm_start = time.perf_counter()
     consume(runner.run(sweep.units(make_tasks(s, batch, 50_000, f"w{batch}"), batch)), out)

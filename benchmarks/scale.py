@@ -38,7 +38,7 @@ def _job_overrides(seeds: int) -> list[str]:
 def _plan(seeds: int, queue) -> None:
     """Child process: compose, expand and batch; report time and peak RSS."""
     from animagine_batch import cli
-    from animagine_batch.spec import sweep
+    from animagine_batch.jobspec import sweep
     from animagine_batch.driver import make_plan
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -37,7 +37,7 @@ def tiny_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_dir):
     from animagine_batch.engine import sources as models
-    from animagine_batch.spec.job import ModelSpec, RunnerSpec
+    from animagine_batch.jobspec.job import ModelSpec, RunnerSpec
     from animagine_batch.engine.generator import Generator
 
     spec = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16, max_size=1024)
@@ -73,8 +73,8 @@ def compose():
 @pytest.fixture(scope="session")
 def demo_tasks(compose):
     """The demo job's tasks on the tiny model with no sweep axes: `demo_tasks(seeds, steps)`."""
-    from animagine_batch.spec import prompt_sets as P
-    from animagine_batch.spec import sweep
+    from animagine_batch.jobspec import prompt_sets as P
+    from animagine_batch.jobspec import sweep
 
     def _tasks(seeds: list[int], steps: int):
         spec = compose("demo", "sweep.grid={}", f"sweep.seeds={seeds}", f"generation.steps={steps}")
@@ -92,7 +92,7 @@ def tasks(demo_tasks):
 
 def one_unit(tasks_):
     """All of `tasks_` as one unit."""
-    from animagine_batch.spec import sweep
+    from animagine_batch.jobspec import sweep
 
     return sweep.units(tasks_, 99)[0]
 

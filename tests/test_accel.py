@@ -11,13 +11,13 @@ from conftest import REPO, one_unit, pixels
 
 from animagine_batch.engine import accel
 from animagine_batch.engine import sources as models
-from animagine_batch.spec import sweep
-from animagine_batch.spec.job import ModelSpec, PipelineSpec, RunnerSpec
+from animagine_batch.jobspec import sweep
+from animagine_batch.jobspec.job import ModelSpec, PipelineSpec, RunnerSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.engine.generator import Generator
 from animagine_batch.runners.base import WorkerContext
 from animagine_batch.runners.local import LocalRunner
-from animagine_batch.spec.job import ScorerSpec
+from animagine_batch.jobspec.job import ScorerSpec
 
 TINY = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16, max_size=1024)
 TINY_B = ModelSpec(name="tiny_b", embedded="tiny", seed=1, id="embedded/tiny-sdxl-b", min_size=16,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from animagine_batch import cli
-from animagine_batch.spec import prompt_sets as P
+from animagine_batch.jobspec import prompt_sets as P
 from conftest import REPO
 
 DEMO = REPO / "jobs" / "demo.yaml"
@@ -268,7 +268,7 @@ def test_wildcard_folder_with_a_link_outside_is_refused(capsys, tmp_path, wildca
 
 def test_a_huge_wildcard_folder_is_refused_before_it_is_walked(capsys, tmp_path,
                                                               wildcard_folder, monkeypatch):
-    from animagine_batch.spec import wildcards
+    from animagine_batch.jobspec import wildcards
 
     monkeypatch.setattr(wildcards, "FOLDER_LIMIT", 3)  # the real limit is 10,000 files
     overrides, _ = _wildcard_job(tmp_path, wildcard_folder, "__hair__")

@@ -9,7 +9,7 @@ from analysis import stats
 from analysis.bias import size_bias
 from analysis.control import control, prompt_spearman, trend_verdicts, trends
 from animagine_batch.errors import ResultsError
-from animagine_batch.spec.tag_levels import ORDER, QUALITY_TIERS, TIER_TAG
+from animagine_batch.jobspec.tag_levels import ORDER, QUALITY_TIERS, TIER_TAG
 
 QUALITY = list(ORDER["quality"])  # worst quality ... masterpiece
 
@@ -227,7 +227,7 @@ def test_a_group_measured_by_two_scorers_is_refused(tiny_control_run, tmp_path, 
     from animagine_batch import cli
     from animagine_batch.scorers import anime_quality
     from conftest import rescore_interrupted
-    from animagine_batch.spec.job import ScorerSpec
+    from animagine_batch.jobspec.job import ScorerSpec
 
     run = tmp_path / "run"
     shutil.copytree(tiny_control_run, run)

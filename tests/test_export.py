@@ -15,7 +15,7 @@ from PIL import Image
 import clients
 from analysis import load_run
 from analysis.diversity import embeddings
-from animagine_batch.spec import tags as T
+from animagine_batch.jobspec import tags as T
 from animagine_batch.export import caption_parts
 from conftest import run_cli
 

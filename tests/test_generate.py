@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from animagine_batch.engine.schedulers import build_scheduler
-from animagine_batch.spec import samplers
+from animagine_batch.jobspec import samplers
 from conftest import one_unit, pixels
 
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 import clients
 from animagine_batch.engine import sources as models
-from animagine_batch.spec import sweep
-from animagine_batch.spec.job import ModelSpec
+from animagine_batch.jobspec import sweep
+from animagine_batch.jobspec.job import ModelSpec
 from animagine_batch.offline.lora import ensure_lora
 from animagine_batch.rundir import metadata
 from conftest import REPO, one_unit, run_cli
@@ -71,7 +71,7 @@ def test_model_hash_is_the_checkpoints(tmp_path, compose, tasks):
 
 
 def test_model_hash_and_title_are_not_identity(compose):
-    from animagine_batch.spec import prompt_sets as P
+    from animagine_batch.jobspec import prompt_sets as P
 
     ps = P.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])
     ids = {"tiny": "embedded:x"}

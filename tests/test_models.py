@@ -19,7 +19,7 @@ from animagine_batch import cli, offline
 from animagine_batch.engine import checkpoints
 from animagine_batch.engine import loading as model_loading
 from animagine_batch.engine import sources as models
-from animagine_batch.spec.job import ModelSpec
+from animagine_batch.jobspec.job import ModelSpec
 from animagine_batch.errors import ConfigError
 from conftest import run_cli
 

@@ -1,7 +1,7 @@
 """The plan: the prompt set as validation read it, expanded into tasks."""
 
 from animagine_batch import cli, driver
-from animagine_batch.spec.prompt_sets import PromptLibrary
+from animagine_batch.jobspec.prompt_sets import PromptLibrary
 from conftest import REPO
 
 

@@ -11,9 +11,9 @@ from PIL import Image
 
 from animagine_batch import cli
 from animagine_batch.engine import generator as generate
-from animagine_batch.spec import sweep
-from animagine_batch.spec import prompt_sets as P
-from animagine_batch.spec.job import WildcardSpec
+from animagine_batch.jobspec import sweep
+from animagine_batch.jobspec import prompt_sets as P
+from animagine_batch.jobspec.job import WildcardSpec
 from animagine_batch.errors import ConfigError
 from animagine_batch.offline.lora import ensure_lora
 from animagine_batch.rundir import metadata
@@ -302,7 +302,7 @@ def test_prompt_power_job_runs_on_the_tiny_model(tmp_path, capsys):
 def test_a_lora_on_a_fused_qkv_unet_is_applied(tiny_generator, tasks, lora_path):
     """Fused QKV attention (a GPU optimisation) would bypass LoRA layers on to_q/to_k/to_v."""
     from animagine_batch.engine import sources as models
-    from animagine_batch.spec.job import ModelSpec, RunnerSpec
+    from animagine_batch.jobspec.job import ModelSpec, RunnerSpec
 
     spec = ModelSpec(name="tiny", embedded="tiny", id="embedded/tiny-sdxl", min_size=16)
     t = tasks[0]._replace(loras=((lora_path, 1.0),), task_id="fused")

@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from animagine_batch.spec import prompt_sets as S
-from animagine_batch.spec import prompts as P
-from animagine_batch.spec import tags as T
+from animagine_batch.jobspec import prompt_sets as S
+from animagine_batch.jobspec import prompts as P
+from animagine_batch.jobspec import tags as T
 from animagine_batch.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

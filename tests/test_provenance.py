@@ -8,7 +8,7 @@ import pytest
 from analysis.provenance import metric_sources, mismatches
 from animagine_batch import cli
 from animagine_batch.score import rescore
-from animagine_batch.spec.job import ScorerSpec
+from animagine_batch.jobspec.job import ScorerSpec
 from conftest import rescore_interrupted
 
 SQUASH = ScorerSpec.make("tiny_clip", {"kind": "clip", "embedded": "tiny", "batch_size": 16,

@@ -15,7 +15,7 @@ import pytest
 
 from analysis import load_run
 from animagine_batch import cli, driver
-from animagine_batch.spec import sweep
+from animagine_batch.jobspec import sweep
 from probes import WorkerContext, live_pipelines, make_runner
 from conftest import REPO, run_cli
 

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import load_run, ratings, selection, simulate
+from analysis import load_run, ratings, simulate
+from animagine_batch.rundir import selection
 from analysis.gallery import build_gallery
 from analysis.pairs import PairScheduler
 from analysis.rate_server import RatingApp

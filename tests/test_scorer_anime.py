@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animagine_batch.spec import tag_levels
+from animagine_batch.jobspec import tag_levels
 from animagine_batch.errors import ConfigError
 from animagine_batch.scorers import anime_era, anime_quality, base
 from animagine_batch.scorers.anime_era import AnimeEraScorer

@@ -17,7 +17,7 @@ from PIL import Image
 import clients
 from analysis import load_run
 from animagine_batch import cli
-from animagine_batch.spec import tags as T
+from animagine_batch.jobspec import tags as T
 from conftest import REPO
 
 pytestmark = pytest.mark.slow

@@ -1,7 +1,7 @@
 """Sweep expansion is pure and deterministic; ids are content hashes; units batch correctly."""
 
-from animagine_batch.spec import prompt_sets as P
-from animagine_batch.spec import sweep
+from animagine_batch.jobspec import prompt_sets as P
+from animagine_batch.jobspec import sweep
 from conftest import REPO
 
 DIRS = [REPO / "conf" / "prompt_sets"]

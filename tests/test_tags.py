@@ -1,6 +1,6 @@
 import pytest
 
-from animagine_batch.spec import tags as T
+from animagine_batch.jobspec import tags as T
 
 
 def test_special_tag_vocabulary_is_the_cards():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from animagine_batch.spec import tags as T
-from animagine_batch.spec import emphasis as W
-from animagine_batch.spec import sweep
+from animagine_batch.jobspec import tags as T
+from animagine_batch.jobspec import emphasis as W
+from animagine_batch.jobspec import sweep
 from conftest import one_unit, pixels
 
 W11, W09 = 1.1, round(1 / 1.1, 6)
@@ -148,7 +148,7 @@ def test_emphasis_changes_the_image_and_batching_never_changes_a_task(tiny_gener
 def test_weighting_is_part_of_the_task_id(compose):
     a = compose("demo", "sweep.grid={}", "prompt.weighting=a1111")
     b = compose("demo", "sweep.grid={}", "prompt.weighting=none")
-    from animagine_batch.spec import prompt_sets as P
+    from animagine_batch.jobspec import prompt_sets as P
     from conftest import REPO
 
     ps = P.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])

@@ -7,7 +7,7 @@ import json
 import threading
 from pathlib import Path
 
-from .. import selection
+from animagine_batch.rundir import selection
 from animagine_batch.rundir import ResultsError
 from ..webserver import file_reply, json_reply
 

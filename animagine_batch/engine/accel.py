@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import warnings
 
-from ..spec.sections import execution_options as options
+from ..jobspec.sections import execution_options as options
 
 def _is_cuda(device) -> bool:
     return str(device).startswith("cuda")

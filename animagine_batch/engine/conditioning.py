@@ -1,4 +1,4 @@
-"""Prompt conditioning: A1111-syntax prompts (parsed by `spec/emphasis.py`) and long prompts on
+"""Prompt conditioning: A1111-syntax prompts (parsed by `jobspec/emphasis.py`) and long prompts on
 both SDXL text encoders.
 
 `SDXLPromptEncoder` turns prompts into the embeddings `StableDiffusionXLPipeline` accepts
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ..spec.emphasis import parse
+from ..jobspec.emphasis import parse
 
 
 def _pad(x, n: int, chunk):

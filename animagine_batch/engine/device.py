@@ -8,7 +8,7 @@ def resolve_device(runner, pipeline=None):
     (auto: fp32 on a CPU; on a GPU bf16 when optimised, else fp16)."""
     import torch
 
-    from ..spec.job import PipelineSpec
+    from ..jobspec.job import PipelineSpec
     from . import accel
 
     pipeline = pipeline if pipeline is not None else PipelineSpec()

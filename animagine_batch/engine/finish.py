@@ -14,7 +14,7 @@ from .. import __version__
 from ..rundir import metadata
 from ..rundir.layout import image_path
 from ..scorers.apply import score
-from ..spec import samplers
+from ..jobspec import samplers
 from . import sources
 from .loras import short_hash
 

@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 
-from ..spec import samplers
-from ..spec.sweep import Unit
+from ..jobspec import samplers
+from ..jobspec.sweep import Unit
 from .device import free_cache, is_out_of_memory
 from .passes import Passes
 from .schedulers import build_scheduler

@@ -18,9 +18,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..rundir.rows import base_row
-from ..spec.emphasis import plain_text
-from ..spec.job import ModelSpec, PipelineSpec, RunnerSpec
-from ..spec.sweep import Unit
+from ..jobspec.emphasis import plain_text
+from ..jobspec.job import ModelSpec, PipelineSpec, RunnerSpec
+from ..jobspec.sweep import Unit
 from . import accel, loading
 from .device import free_cache, resolve_device
 from .finish import Finisher

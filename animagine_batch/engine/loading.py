@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import offline
-from ..spec.job import ModelSpec
+from ..jobspec.job import ModelSpec
 from ..errors import ConfigError
 from .sources import PICKLE_HINT, check_pipeline_folder, is_single_file, missing_message
 

@@ -1,6 +1,6 @@
 """LoRA adapters on a loaded pipeline: each file is loaded once (diffusers' PEFT backend), then
 units switch between adapter sets and scales without reloading the base model. Names and files
-are checked in `spec/loras.py`."""
+are checked in `jobspec/loras.py`."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ import numpy as np
 
 from . import conditioning as weighting
 from . import loras
-from ..spec.values import hires_side
-from ..spec.sweep import Unit
+from ..jobspec.values import hires_side
+from ..jobspec.sweep import Unit
 
 
 class Passes:

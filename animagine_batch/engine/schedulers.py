@@ -1,4 +1,4 @@
-"""Building a sampler's scheduler (a row of `spec/samplers.py`) for a loaded pipeline."""
+"""Building a sampler's scheduler (a row of `jobspec/samplers.py`) for a loaded pipeline."""
 
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from .. import offline
 from ..cache import cache_dir
-from ..spec.job import EMBEDDED_MODELS, ModelSpec
+from ..jobspec.job import EMBEDDED_MODELS, ModelSpec
 from ..errors import ConfigError
-from ..spec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
+from ..jobspec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
                           safetensors_problem)
 
 def _offline() -> bool:

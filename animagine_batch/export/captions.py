@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..spec import tags as T
+from ..jobspec import tags as T
 
 
 def _from_prompt(row: dict) -> list[str]:

@@ -11,11 +11,11 @@ from .kohya import LAYOUTS
 
 
 def cmd_export(args) -> int:
-    from analysis.context import run_dir
+    from ..rundir.layout import named_run
 
     from . import export
 
-    run = run_dir(args.run_dir)
+    run = named_run(args.run_dir)
     n, damaged = export(run, args.format, Path(args.out), args.where, args.min_aesthetic,
                         args.dedupe, args.dedupe_threshold, args.caption_source, args.overwrite,
                         args.kohya_layout, args.shard_rows, args.select, args.reject)
@@ -25,7 +25,7 @@ def cmd_export(args) -> int:
     return 0
 
 
-def add_parser(sub) -> None:
+def add_parsers(sub) -> None:
     e = sub.add_parser("export", help="filtered, captioned dataset export (kohya or hf-parquet)")
     e.add_argument("run_dir")
     e.add_argument("--format", required=True, choices=list(FORMATS))

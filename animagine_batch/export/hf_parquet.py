@@ -13,10 +13,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from analysis.diversity import EMBEDDING
-
 from ..errors import ResultsError
 from ..rundir.layout import all_parts
+from ..rundir.read import EMBEDDING
 from .base import ExportJob
 from .select import image_bytes
 

@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import selection
-from analysis.diversity import EMBEDDING, embeddings
-
 from ..errors import ResultsError
-from ..rundir import warn
+from ..rundir import selection, warn
 from ..rundir.images import ImageProblem, check_image, listed, read_image
+from ..rundir.read import EMBEDDING, embeddings
 
 
 def select(df: pd.DataFrame, where: str | None, min_aesthetic: float | None, dedupe: bool,

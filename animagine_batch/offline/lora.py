@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cache import build_once
-from ..spec.loras import LORA_FILE, embedded_path, embedded_seed
+from ..jobspec.loras import LORA_FILE, embedded_path, embedded_seed
 from .models import ensure_model
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]

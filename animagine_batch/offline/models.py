@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..cache import build_once, cache_dir
-from ..spec.job import EMBEDDED_MODELS as EMBEDDED
+from ..jobspec.job import EMBEDDED_MODELS as EMBEDDED
 from .tokenizers import make_tokenizer
 
 BUILDER_VERSION = 1  # bump when the build changes the weights

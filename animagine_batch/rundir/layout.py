@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ResultsError
 
 JOB_FILE = "job.yaml"
 IMAGES, RESULTS, SCORES, DAMAGED = "images", "results", "scores", "damaged"
@@ -68,6 +68,14 @@ def all_parts(run_dir: Path | str) -> list[tuple[Path, bool]]:
     for folder in score_folders(run_dir):
         parts += [(p, True) for p in part_files(folder)]
     return parts
+
+
+def named_run(path: str | Path) -> Path:
+    """A run directory named on the command line (it must have results/)."""
+    p = Path(path)
+    if not (p / RESULTS).is_dir():
+        raise ResultsError(f"{p} is not a run directory (no results/ folder)")
+    return p
 
 
 def check_run_dir(run_dir: Path, named_by_user: bool = False) -> None:

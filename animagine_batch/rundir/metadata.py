@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
-from ..spec.axes import FIELDS
+from ..jobspec.axes import FIELDS
 
 INFOTEXT_PAIR = re.compile(r"""\s*([\w ]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)""")
 
@@ -92,7 +92,7 @@ def hires_size(task) -> tuple[int, int]:
     """(width, height) of the image a task produces."""
     if not getattr(task, "hires", None):
         return task.width, task.height
-    from ..spec.values import hires_side
+    from ..jobspec.values import hires_side
 
     return hires_side(task.width, task.hires[0]), hires_side(task.height, task.hires[0])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +20,7 @@ from ..errors import ResultsError
 from .layout import RESULTS, part_files, score_folders
 
 DONE_STATUSES = ("ok", "nan")  # an `error` row is retried when the job is rerun
+EMBEDDING = "clip_image_embedding"  # CLIP image embeddings, float16 bytes (the clip scorer's)
 RESULT_KEYS = ("task_id", "status")
 
 
@@ -153,3 +155,9 @@ def merge_scores(df: pd.DataFrame, folder: Path) -> pd.DataFrame:
         else:
             df[col] = mapped
     return df
+
+
+def embeddings(values) -> np.ndarray:
+    """float16 embedding bytes (one per image) -> L2-normalised float32 matrix."""
+    m = np.stack([np.frombuffer(v, dtype=np.float16).astype(np.float32) for v in values])
+    return m / np.clip(np.linalg.norm(m, axis=1, keepdims=True), 1e-12, None)

@@ -3,8 +3,8 @@ column per swept axis (the engine adds the image, its status and the scores)."""
 
 from __future__ import annotations
 
-from ..spec import samplers
-from ..spec.axes import AXES, row_value
+from ..jobspec import samplers
+from ..jobspec.axes import AXES, row_value
 
 COLUMNS_OF = {a.name: a.column for a in AXES.values()}
 

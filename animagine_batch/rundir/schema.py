@@ -11,7 +11,7 @@ import json
 
 import pyarrow as pa
 
-from ..spec.axes import PAIRED, column_type
+from ..jobspec.axes import PAIRED, column_type
 
 META_KEY = "animagine_batch"  # the schema-metadata key of the provenance JSON
 TYPES = {"string": pa.string(), "int32": pa.int32(), "int64": pa.int64(),

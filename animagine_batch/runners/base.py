@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Protocol
 
-from ..spec.job import ModelSpec, PipelineSpec, RunnerSpec
-from ..spec.job import ScorerSpec
-from ..spec.sweep import Unit
+from ..jobspec.job import ModelSpec, PipelineSpec, RunnerSpec
+from ..jobspec.job import ScorerSpec
+from ..jobspec.sweep import Unit
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Iterator
 from ..engine import accel
 from ..engine.device import resolve_device
 from ..engine.generator import UnitResult
-from ..spec.sweep import Unit
+from ..jobspec.sweep import Unit
 from .base import WorkerContext
 from .overlap import overlapped
 from .worker import Worker

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 
 from ..engine.generator import UnitResult
-from ..spec.sweep import Unit
+from ..jobspec.sweep import Unit
 from .worker import Worker
 
 

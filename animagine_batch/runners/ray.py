@@ -16,7 +16,7 @@ from typing import Iterator
 import ray
 
 from ..engine.generator import UnitResult
-from ..spec.sweep import Unit
+from ..jobspec.sweep import Unit
 from .base import WorkerContext
 from .worker import Worker
 

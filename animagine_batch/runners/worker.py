@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..engine.device import resolve_device
 from ..engine.generator import Generator, UnitResult
 from ..scorers import registry
-from ..spec.sweep import Unit
+from ..jobspec.sweep import Unit
 from .base import WorkerContext
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import build_once, cache_dir
-from ..spec.tags import AESTHETIC_CUTS, aesthetic_tag
+from ..jobspec.tags import AESTHETIC_CUTS, aesthetic_tag
 from . import base
 from .base import batches, load_error, local_or_hub, require_cached
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..spec.tag_levels import ERA_YEAR, ERAS, era_column, year_tag
+from ..jobspec.tag_levels import ERA_YEAR, ERAS, era_column, year_tag
 from .deepghs import DeepghsClassifier, build_stand_in
 
 STAND_IN_SIZE = 32

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..spec.tag_levels import QUALITY_TIERS, TIER_TAG
+from ..jobspec.tag_levels import QUALITY_TIERS, TIER_TAG
 from .deepghs import DeepghsClassifier, build_stand_in
 
 STAND_IN_SIZE = 32

@@ -11,7 +11,7 @@ weights and the options that change its outputs) is used on a machine, and is ch
 that record on every later use. `scorer.<name>.reference` is `check` (the default), `record`
 (record anew, after a change made on purpose) or `off`.
 
-    python -m animagine_batch.scorers.reference    # rewrite the shipped stand-in references
+    python -m animagine_batch.scorers.registry    # rewrite the shipped stand-in references
 """
 
 from __future__ import annotations
@@ -55,11 +55,10 @@ def images() -> list[Image.Image]:
             for a in (horizontal, vertical, checker, noise, bars)]
 
 
-def source(spec) -> dict:
-    from .registry import scorer_class
-
+def source(spec, version: str) -> dict:
+    """What a scorer's outputs depend on: its kind, version and the options naming weights."""
     opts = spec.options
-    return {"kind": spec.kind, "version": scorer_class(spec.kind).version,
+    return {"kind": spec.kind, "version": version,
             **{k: opts[k] for k in SOURCE_KEYS if opts.get(k) is not None}}
 
 
@@ -98,7 +97,7 @@ def record(name: str, src: dict, values: np.ndarray, tolerance: float, device: s
                          "device": device, "versions": _versions()}}
 
 
-def _write(path: Path, ref: dict) -> None:
+def write(path: Path, ref: dict) -> None:
     import os
     import tempfile
 
@@ -121,13 +120,13 @@ def check(spec, scorer, device: str) -> dict:
     except Exception as e:  # noqa: BLE001 - a scorer that cannot score them is not valid
         raise ConfigError(f"scorer {spec.name!r}: cannot score its reference images "
                           f"({type(e).__name__}: {e})") from None
-    src = source(spec)
+    src = source(spec, scorer.version)
     tolerance = float(getattr(scorer, "reference_tolerance", DEFAULT_TOLERANCE))
     path = _record_path(src)
     ref, where = (json.loads(path.read_text()), path) if path.is_file() else _shipped(src)
     if how == "record" or ref is None:
         try:
-            _write(path, record(spec.name, src, values, tolerance, device))
+            write(path, record(spec.name, src, values, tolerance, device))
         except OSError as e:  # a read-only cache: the scorer runs, the provenance says so
             return {"status": "not recorded", "reason": f"{path}: {e.strerror or e}"}
         return {"status": "recorded", "reference": str(path), "tolerance": tolerance}
@@ -167,26 +166,3 @@ def summary(provenance: dict) -> str:
     return "reference checks: " + ", ".join(
         f"{name} {(p or {}).get('reference_check', {}).get('status', 'not run')}"
         for name, p in provenance.items())
-
-
-def write_shipped(names: tuple[str, ...] = ("tiny_aesthetic", "tiny_clip", "tiny_wd14",
-                                            "tiny_anime_quality", "tiny_anime_era")) -> None:
-    """Measure the stand-ins (on the CPU) and rewrite their shipped reference files."""
-    import yaml
-
-    from ..spec.job import ScorerSpec
-    from .registry import scorer_class
-
-    conf = Path(__file__).resolve().parents[2] / "conf" / "scorer"
-    for name in names:
-        spec = ScorerSpec.make(name, yaml.safe_load((conf / f"{name}.yaml").read_text()))
-        scorer = scorer_class(spec.kind)(spec.name, spec.options, "cpu")
-        values = outputs(scorer, images())
-        tolerance = float(getattr(scorer, "reference_tolerance", DEFAULT_TOLERANCE))
-        _write(SHIPPED / f"{name}.json", record(name, source(spec), values, tolerance, "cpu"))
-        print(f"{name}: {values.shape[0]} images x {values.shape[1]} outputs -> "
-              f"{SHIPPED / f'{name}.json'}")
-
-
-if __name__ == "__main__":
-    write_shipped()

@@ -22,7 +22,7 @@ import functools
 import importlib
 import pkgutil
 
-from ..spec.job import ScorerSpec
+from ..jobspec.job import ScorerSpec
 
 
 @functools.cache
@@ -91,3 +91,28 @@ def describe(spec: ScorerSpec, loaded=None) -> dict:
             **{k: opts.get(k) for k in ("id", "revision", "path", "model", "pretrained", "embedded",
                                         "model_name", "resize_mode") if opts.get(k) is not None},
             **(getattr(loaded, "provenance", None) or {})}
+
+
+def write_shipped(names: tuple[str, ...] = ("tiny_aesthetic", "tiny_clip", "tiny_wd14",
+                                            "tiny_anime_quality", "tiny_anime_era")) -> None:
+    """Measure the stand-ins (on the CPU) and rewrite their shipped reference files."""
+    from pathlib import Path
+
+    import yaml
+
+    from . import reference
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "scorer"
+    for name in names:
+        spec = ScorerSpec.make(name, yaml.safe_load((conf / f"{name}.yaml").read_text()))
+        scorer = scorer_class(spec.kind)(spec.name, spec.options, "cpu")
+        values = reference.outputs(scorer, reference.images())
+        tolerance = float(getattr(scorer, "reference_tolerance", reference.DEFAULT_TOLERANCE))
+        path = reference.SHIPPED / f"{name}.json"
+        reference.write(path, reference.record(name, reference.source(spec, scorer.version),
+                                               values, tolerance, "cpu"))
+        print(f"{name}: {values.shape[0]} images x {values.shape[1]} outputs -> {path}")
+
+
+if __name__ == "__main__":
+    write_shipped()

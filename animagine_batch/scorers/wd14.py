@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 from ..cache import build_once, cache_dir
-from ..spec.tags import WD_RATING_TAG, field_text, normalise_tag, split_tags, strip_emphasis
-from ..spec.tags import prompted_rating as prompted_rating_tag
+from ..jobspec.tags import WD_RATING_TAG, field_text, normalise_tag, split_tags, strip_emphasis
+from ..jobspec.tags import prompted_rating as prompted_rating_tag
 from . import base
 from .base import batches, load_error, require_cached
 

@@ -12,7 +12,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from animagine_batch.rundir import ResultsError
+from ..errors import ResultsError
 
 FORMAT = "animagine-batch-selection"
 MARKS = ("keep", "reject", "starred")
