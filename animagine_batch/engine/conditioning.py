@@ -127,3 +127,22 @@ class SDXLPromptEncoder:
         names = ("prompt_embeds", "pooled_prompt_embeds", "negative_prompt_embeds",
                  "negative_pooled_prompt_embeds")
         return {name: torch.stack([p[i] for p in pairs]) for i, name in enumerate(names)}
+
+    def batches(self, tasks):
+        """(task indices, prompt arguments) per pipeline call. `none` weighting passes the texts
+        (plain diffusers: brackets literal, truncated at 77 tokens); `a1111` passes embeddings,
+        one call per embedding length, so a task's conditioning never depends on its batch."""
+        groups: dict[tuple, list] = {}
+        for i, t in enumerate(tasks):
+            if t.weighting == "none":
+                groups.setdefault(("none",), []).append((i, None))
+            else:
+                n, pair = self.encode_pair(t.prompt, t.negative_prompt)
+                groups.setdefault(("a1111", n), []).append((i, pair))
+        for key, members in groups.items():
+            idx = [i for i, _ in members]
+            if key[0] == "none":
+                yield idx, {"prompt": [tasks[i].prompt for i in idx],
+                            "negative_prompt": [tasks[i].negative_prompt for i in idx]}
+            else:
+                yield idx, self.stack([p for _, p in members])

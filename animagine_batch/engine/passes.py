@@ -1,20 +1,20 @@
-"""How a unit becomes pipeline calls: prompt conditioning (`weighting.py`), the unit's LoRA set
-(`loras.py`) and the optional hi-res pass, on one loaded SDXL pipeline."""
+"""How a unit becomes pipeline calls: prompt conditioning (`conditioning.py`), the unit's LoRA
+set (`loras.py`) and the optional hi-res pass, on one loaded SDXL pipeline."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import conditioning as weighting
-from . import loras
-from ..jobspec.values import hires_side
 from ..jobspec.sweep import Unit
+from ..jobspec.values import hires_side
+from . import loras
+from .conditioning import SDXLPromptEncoder
 
 
 class Passes:
     def __init__(self, pipe):
         self.pipe = pipe
-        self.encoder = weighting.SDXLPromptEncoder(pipe)
+        self.encoder = SDXLPromptEncoder(pipe)
         self.adapters = loras.LoraAdapters(pipe)
         self._img2img = None
 
@@ -25,30 +25,11 @@ class Passes:
         if self.adapters.use(unit.loras):
             self.encoder.clear()  # a LoRA may change the text encoders
         images: list = [None] * len(unit.tasks)
-        for idx, prompt_args in self.prompt_batches(unit.tasks):
+        for idx, prompt_args in self.encoder.batches(unit.tasks):
             gens = [torch.Generator("cpu").manual_seed(unit.tasks[i].seed) for i in idx]
             for i, image in zip(idx, self._run(unit, prompt_args, gens)):
                 images[i] = image
         return np.stack(images)
-
-    def prompt_batches(self, tasks):
-        """(task indices, prompt arguments) per pipeline call. `none` weighting passes the texts
-        (plain diffusers: brackets literal, truncated at 77 tokens); `a1111` passes embeddings,
-        one call per embedding length, so a task's conditioning never depends on its batch."""
-        groups: dict[tuple, list] = {}
-        for i, t in enumerate(tasks):
-            if t.weighting == "none":
-                groups.setdefault(("none",), []).append((i, None))
-            else:
-                n, pair = self.encoder.encode_pair(t.prompt, t.negative_prompt)
-                groups.setdefault(("a1111", n), []).append((i, pair))
-        for key, members in groups.items():
-            idx = [i for i, _ in members]
-            if key[0] == "none":
-                yield idx, {"prompt": [tasks[i].prompt for i in idx],
-                            "negative_prompt": [tasks[i].negative_prompt for i in idx]}
-            else:
-                yield idx, weighting.SDXLPromptEncoder.stack([p for _, p in members])
 
     @property
     def img2img(self):
