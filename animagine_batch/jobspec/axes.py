@@ -71,6 +71,11 @@ def _side(c: Collector, key: str, value, seen: Levels) -> None:
         seen.sizes.append((key, value))
 
 
+def _clip_skip(c: Collector, key: str, value, seen: Levels) -> None:
+    if check_int(c, key, value, 1) is not None and value > 12:
+        c.add(key, f"clip skip {value} is more than 12 (webui's range; CLIP ViT-L has 12 layers)")
+
+
 def _size(c: Collector, key: str, value, seen: Levels) -> None:
     try:
         w, h = parse_size(value)
@@ -135,6 +140,10 @@ AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("height", _side, ("generation.height",), ("height",), int, True, True, "head", 1216),
     Axis("size", _size, ("generation.width", "generation.height"), ("width", "height"),
          parse_size, True),
+    # webui's Clip skip: the text encoders' hidden states N layers from the end (1: the last);
+    # 2 is SDXL's own conditioning (the penultimate layer)
+    Axis("clip_skip", _clip_skip, ("generation.clip_skip",), ("clip_skip",), int, True,
+         default=2),
     Axis("hires.scale", _hires_scale, ("hires.scale",), ("hires",), splits_units=True,
          column="text"),
     Axis("hires.strength", _hires_strength, ("hires.strength",), ("hires",), float, True,
@@ -210,6 +219,7 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     Field("sampler", AXES["sampler"].default, _sampler_identity),
     *(Field(n, AXES[n].default) for n in ("steps", "cfg", "width", "height")),
     Field("weighting", P.PromptOptions.weighting),
+    Field("clip_skip", 2, omit=lambda v: v == 2, infotext="Clip skip"),  # in ids when not 2
     Field("hires", None, _hires_identity, build=_hires),  # (scale, strength, upscaler) or off
     Field("loras", (), lambda v, ids: [[ids.get(f"lora:{p}", p), s] for p, s in v],
           omit=lambda v: not v, build=_loras),  # ((safetensors path, scale), ...)
