@@ -97,7 +97,8 @@ def run_local(units, overlap: bool):
     conf = yaml.safe_load((REPO / "conf" / "scorer" / "tiny_aesthetic.yaml").read_text())
     ctx = WorkerContext(job="t", models={"tiny": TINY, "tiny_b": TINY_B},
                         identities={"tiny": models.identity(TINY), "tiny_b": models.identity(TINY_B)},
-                        runner=RunnerSpec(device="cpu"), pipeline=PipelineSpec(overlap=overlap),
+                        runner=RunnerSpec(device="cpu"),
+                        pipeline=PipelineSpec(overlap=overlap),
                         scorers=(ScorerSpec.make("tiny_aesthetic", conf),))
     runner = LocalRunner()
     runner.start(ctx, units[0].model)
@@ -257,8 +258,9 @@ def test_the_old_runner_keys_are_read_as_pipeline_keys_with_a_notice(compose):
 
 
 def test_the_summary_says_what_was_done_and_why():
-    gen_done = {"optimised": True, "dtype": "bfloat16", "vae_dtype": "bfloat16",
-                "compiled": False, "compile_reason": "12 images < pipeline.compile_min_images (1000)"}
-    assert accel.summary(gen_done) == ("bfloat16, VAE bfloat16, SDPA, fused QKV, channels_last, "
-                                       "UNet eager (12 images < pipeline.compile_min_images (1000))")
+    gen_done = {"optimised": True, "dtype": "bfloat16", "vae_dtype": "bfloat16", "compiled": False,
+                "compile_reason": "12 images < pipeline.compile_min_images (1000)"}
+    assert accel.summary(gen_done) == (
+        "bfloat16, VAE bfloat16, SDPA, fused QKV, channels_last, "
+        "UNet eager (12 images < pipeline.compile_min_images (1000))")
     assert accel.summary({**gen_done, "compiled": True}).endswith(", UNet compiled")

@@ -13,7 +13,8 @@ import yaml
 from animagine_batch import cli
 from animagine_batch.errors import ConfigError
 from animagine_batch.score import config_hash
-from animagine_batch.scorers import aesthetic, anime_era, anime_quality, clip, reference, registry, wd14
+from animagine_batch.scorers import (aesthetic, anime_era, anime_quality, clip, reference,
+                                     registry, wd14)
 from animagine_batch.jobspec.job import ScorerSpec
 from conftest import REPO
 

@@ -39,9 +39,9 @@ Steps when optimising:
    GPU, and after how many images they are earned back, is measured in BENCHMARKS.md. Hence
    `compile_min_images` (default 1500, from those figures): under `compile: auto` a worker
    compiles only when it is expected to make at least that many images of the model (the
-   driver passes the pending count per model; the Ray runner divides it among its actors). Under `compile: auto` a compilation error falls back
-   to eager with a warning (the worker's printed set-up then says so); under `true` it fails
-   the unit.
+   driver passes the pending count per model; the Ray runner divides it among its actors).
+   Under `compile: auto` a compilation error falls back to eager with a warning (the worker's
+   printed set-up then says so); under `true` it fails the unit.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from .job import JobSpec
 from .prompt_sets import PromptSet
 
 # One image. Immutable like a frozen dataclass, but a named tuple, which is much cheaper to
-# create (BENCHMARKS.md, Scale: the plan holds a million of them). The fields before `axes` are the task's own; the rest are set by axes (axes.FIELDS) and default
-# to the table's defaults.
+# create (BENCHMARKS.md, Scale: the plan holds a million of them). The fields up to `axes` are
+# the task's own; the rest are set by axes (axes.FIELDS) and default to the table's defaults.
 TASK_FIELDS = ("task_id", "index", "prompt_key", "subject", "character", "series", "prompt",
                "negative_prompt", "content_prompt", "seed",
                "axes",  # ((axis name, declared level), ...)
