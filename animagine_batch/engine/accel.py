@@ -50,6 +50,7 @@ import warnings
 
 from ..jobspec.sections import execution_options as options
 
+
 def _is_cuda(device) -> bool:
     return str(device).startswith("cuda")
 

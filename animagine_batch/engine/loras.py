@@ -8,6 +8,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
+
 def short_hash(path: str) -> str:
     """webui's short hash of a .safetensors LoRA (`Lora hashes` in infotext, matched by Civitai):
     the first 12 hex of the sha256 of the file after its JSON header (the "addnet" hash). Read

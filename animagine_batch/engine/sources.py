@@ -21,8 +21,9 @@ from .. import offline
 from ..cache import cache_dir
 from ..jobspec.job import EMBEDDED_MODELS, ModelSpec
 from ..errors import ConfigError
-from ..jobspec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder, pickle_only,
-                          safetensors_problem)
+from ..jobspec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder,
+                                   pickle_only, safetensors_problem)
+
 
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")

@@ -154,7 +154,6 @@ AXES: dict[str, Axis] = {a.name: a for a in (
     *(Axis(f, _prompt_field(f), (f"prompt.{f}",), (f,) if f == "weighting" else ("prompt",),
            str) for f in P.PROMPT_FIELDS),
 )}
-NAMES = tuple(AXES)
 # The generation section holds the settings of the axes above that live in it, and batch_size.
 GENERATION = {a.settings[0].split(".", 1)[1]: a.default for a in AXES.values()
               if a.settings[0].startswith("generation.") and len(a.settings) == 1}

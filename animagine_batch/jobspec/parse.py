@@ -18,6 +18,7 @@ from .scorer_section import parse_scorer_section
 from .sections import parse_model, parse_output, parse_pipeline, parse_runner
 from .sweep_section import parse_max_tasks, parse_sweep
 
+
 def _unused(spec: JobSpec) -> list[str]:
     """Warnings for the settings a sweep axis replaces in every task, where the job sets them
     to something else than their default."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from . import tags as T
 
+
 @dataclass(frozen=True)
 class PromptOptions:
     quality: str = "none"

@@ -20,6 +20,7 @@ from .layout import IMAGES, JOB_FILE, RESULTS, clear_leftovers, next_part_number
 from .read import RESULT_KEYS, done_ids, read_parts, usable_parts
 from .schema import META_KEY
 
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
