@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from animagine_batch.rundir import ResultsError
+
 from . import stats
 from .human import compare_human, rated_votes, strength_inference
-from animagine_batch.rundir import ResultsError
 
 CHANCE = 0.5
 MIN_SHARED = 5  # pairs rated by two or more raters, below which inter-rater agreement is "too few"

@@ -13,8 +13,9 @@ import math
 
 import pandas as pd
 
-from .compare import compare
 from animagine_batch.rundir import ResultsError
+
+from .compare import compare
 
 
 def _aspect(size: str) -> float:

@@ -29,10 +29,10 @@ import pandas as pd
 
 from animagine_batch.jobspec.tag_levels import ORDER, target
 from animagine_batch.jobspec.tags import WD_RATING_TAG, parse_special
+from animagine_batch.rundir import ResultsError
 
 from . import stats
 from .compare import _numeric, compare
-from animagine_batch.rundir import ResultsError
 
 NONE = "none"
 ORDINAL = ("quality", "year", "aesthetic")

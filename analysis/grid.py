@@ -16,9 +16,10 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
-from .compare import BASE_FACTORS, DERIVED
-from animagine_batch.rundir.images import ImageProblem, open_image
 from animagine_batch.rundir import ResultsError, warn
+from animagine_batch.rundir.images import ImageProblem, open_image
+
+from .compare import BASE_FACTORS, DERIVED
 
 BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)

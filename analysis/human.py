@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import stats
 from animagine_batch.rundir import ResultsError
+
+from . import stats
 
 PSEUDO = 0.5
 METRIC = "human"

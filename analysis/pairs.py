@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from animagine_batch.rundir import ResultsError
+
 from .compare import group_codes, pair_key
 from .human import fit_strengths
-from animagine_batch.rundir import ResultsError
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from animagine_batch.rundir import ResultsError
+
 from . import stats
 from .compare import _numeric, check_unique, finished, group_codes, require_columns
-from animagine_batch.rundir import ResultsError
 
 MATCH = ["prompt", "negative_prompt", "prompt_key", "seed", "sampler", "steps", "cfg", "width",
          "height"]

@@ -21,12 +21,13 @@ from markupsafe import Markup, escape
 import numpy as np
 import pandas as pd
 
+from animagine_batch.rundir import ResultsError, load_run, warn
+from animagine_batch.rundir.images import check_image, image_file
+
 from . import control_output, plots
 from .compare import (_numeric, directions, interaction, job_axes, marginal_effects,
                       metric_columns)
 from .grid import make_grids
-from animagine_batch.rundir.images import check_image, image_file
-from animagine_batch.rundir import ResultsError, load_run, warn
 from .provenance import mismatches
 from .regress import gate_outcome, regress, summary
 from .report_sections import effects_section, human_section, human_tables

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from .jobspec.datafiles import check_job_file
 from .errors import ConfigError, ResultsError
+from .jobspec.datafiles import check_job_file
 from .rundir.layout import check_run_dir
 
 PACKAGE_ROOT = Path(__file__).resolve().parent

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from . import __version__, offline
 from .engine import sources as models
-from .jobspec.prompt_sets import PromptLibrary, PromptSet
-from .jobspec import sweep
-from .offline.lora import ensure_embedded
-from .jobspec.job import JobSpec, count_tasks
-from .jobspec.values import is_off
-from .jobspec.loras import resolve
 from .engine.generator import token_count
+from .jobspec import sweep
+from .jobspec.job import JobSpec, count_tasks
+from .jobspec.loras import resolve
+from .jobspec.prompt_sets import PromptLibrary, PromptSet
+from .jobspec.values import is_off
+from .offline.lora import ensure_embedded
 from .rundir import done_ids
 from .rundir import jobfile
 from .rundir.lock import RunLock

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from .errors import ConfigError
+from .jobspec.job import ScorerSpec
 from .rundir import load_run
 from .rundir.images import ImageProblem, check_image, listed, open_image
 from .rundir.lock import RunLock
@@ -22,7 +23,6 @@ from .rundir.schema import scores_schema
 from .rundir.write import ScoresStore
 from .scorers import reference, registry
 from .scorers.apply import score
-from .jobspec.job import ScorerSpec
 
 CHUNK = 64  # images per written part
 
@@ -39,8 +39,8 @@ def config_hash(spec: ScorerSpec) -> str:
 def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None) -> dict:
     """Score every `ok` image of the run with each scorer; returns {scorer: images scored}."""
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
-    from .jobspec.job import RunnerSpec
     from .engine.device import resolve_device
+    from .jobspec.job import RunnerSpec
 
     run_dir = Path(run_dir)
     df = load_run(run_dir)

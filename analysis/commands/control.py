@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from animagine_batch.rundir import ResultsError
 from animagine_batch.jobspec.tags import SPECIAL_TAG_GROUPS
+from animagine_batch.rundir import ResultsError
 
 from ..context import load_context, show, write_table
 from .tables import MISMATCH_HELP, SHOW, compare_footer

@@ -13,8 +13,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ..compare import directions, job_axes
 from animagine_batch.rundir import ResultsError, load_run
+
+from ..compare import directions, job_axes
 from .data import detail_records, gallery_data, write_atomic, write_data
 from .thumbs import make_thumbnails, thumb_name
 

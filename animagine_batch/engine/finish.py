@@ -11,10 +11,10 @@ import time
 import numpy as np
 
 from .. import __version__
+from ..jobspec import samplers
 from ..rundir import metadata
 from ..rundir.layout import image_path
 from ..scorers.apply import score
-from ..jobspec import samplers
 from . import sources
 from .loras import short_hash
 

@@ -17,10 +17,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..rundir.rows import base_row
 from ..jobspec.emphasis import plain_text
 from ..jobspec.job import ModelSpec, PipelineSpec, RunnerSpec
 from ..jobspec.sweep import Unit
+from ..rundir.rows import base_row
 from . import accel, loading
 from .device import free_cache, resolve_device
 from .finish import Finisher

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import offline
-from ..jobspec.job import ModelSpec
 from ..errors import ConfigError
+from ..jobspec.job import ModelSpec
 from .sources import PICKLE_HINT, check_pipeline_folder, is_single_file, missing_message
 
 

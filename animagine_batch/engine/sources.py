@@ -19,8 +19,8 @@ from pathlib import Path
 
 from .. import offline
 from ..cache import cache_dir
-from ..jobspec.job import EMBEDDED_MODELS, ModelSpec
 from ..errors import ConfigError
+from ..jobspec.job import EMBEDDED_MODELS, ModelSpec
 from ..jobspec.model_files import (PICKLE_HINT, PICKLE_SUFFIXES, check_pipeline_folder,
                                    pickle_only, safetensors_problem)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .collect import Collector, check_int
 from .axes import AXES
+from .collect import Collector, check_int
 from .job import SweepSpec
 from .values import SEED_LIMIT
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ..engine.device import resolve_device
 from ..engine.generator import Generator, UnitResult
-from ..scorers import registry
 from ..jobspec.sweep import Unit
+from ..scorers import registry
 from .base import WorkerContext
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError
 from ..cache import build_once, cache_dir
+from ..errors import ConfigError
 from . import base
 from .base import batches, load_error, onnx_session, require_cached
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError
 from ..cache import cache_dir
+from ..errors import ConfigError
 
 SHIPPED = Path(__file__).parent / "references"
 # options that decide a scorer's raw outputs (batch size, thresholds, licence do not)
