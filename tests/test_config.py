@@ -120,3 +120,17 @@ def test_a_zip_axis_may_repeat_a_level_but_not_a_position(compose):
         compose("demo", "sweep.grid={}", "sweep.zip={cfg:[5,7,5],steps:[2,3,2]}")
     with pytest.raises(ConfigError, match="sweep.grid.cfg: repeats a level"):
         compose("demo", "sweep.grid={cfg:[5,5]}")
+
+
+def test_the_sampler_configs_are_the_sampler_table():
+    """`sampler=NAME` picks conf/sampler/NAME.yaml: there is one per row of the sampler table,
+    named by its key, and each sets generation.sampler to that key."""
+    import yaml
+
+    from animagine_batch.jobspec.samplers import SAMPLERS
+
+    configs = {p.stem: p.read_text() for p in (REPO / "conf" / "sampler").glob("*.yaml")}
+    assert sorted(configs) == sorted(s.key for s in SAMPLERS)
+    for name, text in configs.items():
+        assert text.splitlines()[0] == "# @package generation"
+        assert yaml.safe_load(text) == {"sampler": name}
