@@ -50,7 +50,7 @@ def test_three_models_never_more_than_one_pipeline_per_worker(ray_session, runne
     plan = driver.make_plan(spec, dirs)
     units = sweep.units(plan.tasks, 2)
     assert [u.model for u in units] == ["tiny"] * 3 + ["tiny_b"] * 3 + ["tiny_c"] * 3
-    ctx = WorkerContext(spec.name, spec.models, plan.identities, spec.runner,
+    ctx = WorkerContext(spec.name, spec.models, plan.identities, spec.runner, spec.pipeline,
                         images={"tiny": 6, "tiny_b": 6, "tiny_c": 5})
     # pipelines other fixtures hold in this process (the local runner runs in-process)
     baseline = live_pipelines() if runner_name == "local" else 0
@@ -177,7 +177,8 @@ def test_job_through_an_existing_head_node(tmp_path, demo_run):
         env["RAY_AUTH_MODE"] = "token"  # `ray start` turns token authentication on
         r = subprocess.run([sys.executable, "-m", "animagine_batch.cli", "run", "jobs/demo.yaml",
                             f"output.root={tmp_path / 'out'}", "runner=ray",
-                            f"runner.address=127.0.0.1:{port}", "sweep.seeds=[0]"],
+                            f"runner.address=127.0.0.1:{port}", "sweep.seeds=[0]",
+                            "runner.threads=1"],  # as the demo run's: same bytes
                            cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
         assert r.returncode == 0, r.stderr[-3000:]
         df = load_run(tmp_path / "out" / "demo")
