@@ -80,6 +80,7 @@ def test_on_optimises_a_cpu_pipeline_too(tiny_generator, tasks):
 class FlakyScorer:
     """Fails on any batch holding task `bad` (a post-processing error)."""
 
+    name = "flaky"
     bad = None
 
     def __call__(self, images, rows):
