@@ -58,14 +58,15 @@ def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
     """Tasks with `weighting: none` whose prompt or negative exceeds what the text encoders see
     (plain diffusers truncates), counted with the real CLIP tokenizer (both SDXL tokenizers
     share its vocabulary). With `a1111` weighting long prompts are encoded in chunks."""
+    tasks = [t for t in tasks if t.weighting == "none"]
+    if not tasks:
+        return []
     from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(offline.tokenizer_dir())
     counts: dict[str, int] = {}
     found = []
     for t in tasks:
-        if t.weighting != "none":
-            continue
         for label, text in (("prompt", t.prompt), ("negative prompt", t.negative_prompt)):
             if text not in counts:
                 counts[text] = token_count(tok, text)
@@ -174,9 +175,9 @@ def run(plan: Plan, raw: dict, out=None, verify: bool = False, extend: bool = Fa
     """
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     spec = plan.spec
+    S.check_writable(Path(spec.output.root))
     for w in long_prompt_warnings(plan.tasks):
         print(f"warning: {w}", file=out)
-    S.check_writable(Path(spec.output.root))
     with RunLock(spec.run_dir):
         return _run_locked(plan, raw, out, verify, extend)
 

@@ -61,15 +61,16 @@ class ClipScorer:
 
     @classmethod
     def check(cls, name: str, options: dict) -> None:
-        """With the hub offline, a pretrained tag's weights must be cached."""
-        import open_clip
-
+        """With the hub offline, a pretrained tag's weights must be cached (open_clip, slow to
+        import, is imported only for a hub tag)."""
         resolve_precision(name, options, None)
         model, tag = str(options.get("model") or ""), options.get("pretrained")
         if options.get("embedded") or not tag or model.startswith("local-dir:"):
             return
         if "/" in str(tag) or str(tag).endswith((".pt", ".bin", ".safetensors")):
             return  # a file: checked when loaded
+        import open_clip
+
         hub = (open_clip.get_pretrained_cfg(model, tag) or {}).get("hf_hub", "")
         if hub:
             repo = hub.rstrip("/")
