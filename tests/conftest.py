@@ -13,9 +13,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # One compute thread per process (before torch is imported, inherited by subprocesses): on two
-# cores, two OpenMP threads slow to a crawl whenever another process computes beside them (a Ray
-# worker beside the driver, a CLI subprocess), up to tenfold. Image bytes depend on the thread
-# count, so every run of the suite uses the same one.
+# cores, two OpenMP threads slow down badly whenever another process computes beside them (a Ray
+# worker beside the driver, a CLI subprocess; the demo run took four times as long). Image bytes
+# depend on the thread count, so every run of the suite uses the same one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("ANIMAGINE_BATCH_CACHE", str(REPO / ".pytest_cache" / "animagine-cache"))
