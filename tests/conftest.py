@@ -12,6 +12,12 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# One compute thread per process (before torch is imported, inherited by subprocesses): on two
+# cores, two OpenMP threads slow down badly whenever another process computes beside them (a Ray
+# worker beside the driver, a CLI subprocess; the demo run took four times as long). Image bytes
+# depend on the thread count, so every run of the suite uses the same one.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.setdefault("ANIMAGINE_BATCH_CACHE", str(REPO / ".pytest_cache" / "animagine-cache"))
 # Ray on loopback only: must be set before ray is imported anywhere (SPEC.md section 8)
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"

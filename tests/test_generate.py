@@ -20,6 +20,19 @@ def test_image_is_the_same_alone_and_in_a_batch(tiny_generator, tasks):
     assert [r["image_sha256"] for r in again.rows] == [r["image_sha256"] for r in batch.rows]
 
 
+def test_out_of_memory_halves_the_batch_down_to_what_fits(tiny_generator, tasks, monkeypatch):
+    four = tasks[:4]
+    alone = [tiny_generator(one_unit([t])).pngs[0] for t in four]
+    monkeypatch.setenv("ANIMAGINE_BATCH_INJECT_FAULT", "oom_above=1")  # only one image fits
+    res = tiny_generator(one_unit(four))
+    assert [r["status"] for r in res.rows] == ["ok"] * 4
+    assert res.pngs == alone  # halved down to single images: each is its image alone
+    monkeypatch.setenv("ANIMAGINE_BATCH_INJECT_FAULT", "oom_above=0")  # not even one fits
+    res = tiny_generator(one_unit(four[:1]))
+    assert res.rows[0]["status"] == "error" and res.pngs == [None]
+    assert res.rows[0]["error"] == "RuntimeError: CUDA out of memory (injected)"
+
+
 def test_seeds_are_per_image_never_shared_or_offset(tiny_generator, tasks):
     same_seed_other_prompt = [t for t in tasks if t.seed == tasks[0].seed and t is not tasks[0]][0]
     res = tiny_generator(one_unit([tasks[0], tasks[1]]))
