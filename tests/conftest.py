@@ -18,6 +18,13 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # depend on the thread count, so every run of the suite uses the same one.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The same vector instructions on every x86 machine (before torch is imported, inherited by
+# subprocesses and the local Ray's workers): CPU kernels are chosen by the instruction set, and
+# an AVX-512 machine computes other float roundings than an AVX2 one (17 of the demo's 24 PNGs
+# differed). The golden record (tests/test_golden.py) is made under these caps.
+for _name, _cap in (("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+                    ("MKL_ENABLE_INSTRUCTIONS", "AVX2")):
+    os.environ.setdefault(_name, _cap)
 os.environ.setdefault("ANIMAGINE_BATCH_CACHE", str(REPO / ".pytest_cache" / "animagine-cache"))
 # Ray on loopback only: must be set before ray is imported anywhere (SPEC.md section 8)
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
