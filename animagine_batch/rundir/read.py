@@ -132,7 +132,7 @@ def done_ids(run_dir: Path | str) -> set[str]:
 
 def load_run(run_dir: Path | str) -> pd.DataFrame:
     """The wide results table: one row per task. Where a task has several rows (an error retried
-    later, or a compaction interrupted), a finished row wins over an error, then the latest."""
+    later, or a merge interrupted), a finished row wins over an error, then the later-written."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run directory {run_dir} does not exist")
