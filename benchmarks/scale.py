@@ -2,7 +2,11 @@
 
 1. expand + plan 1,000,000 tasks (66 characters x 100 grid points x 152 seeds): time and peak
    memory of the planning process (target here: <= 5 s, <= 1 GiB);
-2. the resume check against 1,000,000 finished task ids in a run directory (target <= 5 s);
+2. a killed run of 250,000 finished units (1,000,000 tasks, 4 rows a unit) in the parts the
+   compaction leaves: the resume (done ids, the column-type check and the pending tasks; target
+   here < 10 s) and `load_run` (< 20 s), each in a fresh process; beside them 20,000 one-unit
+   parts compacted and uncompacted (what a run killed before its final compaction left before
+   parts were merged during the run), with the ratios;
 3. `load_run` + `compare` over a 1,000,000-row synthetic results table, with 1,000 and with
    500,000 distinct prompts, and `load_run` + `regress` of two 1,000,000-row runs with a million
    distinct prompts: time and peak memory of each in a fresh process (target here: <= 20 s each).
@@ -19,6 +23,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -57,23 +62,77 @@ def bench_plan(seeds: int) -> dict:
     return _child(_plan, seeds)
 
 
-def bench_resume(ids: list[str], folder: Path) -> dict:
+def _resume(run: str, ids_file: str, queue) -> None:
+    """Child process: what `run` does with a run directory before `N done, M to do`: the done
+    ids, the column-type check, the plan's pending tasks."""
+    import pyarrow.parquet as pq
+
+    import killed_run  # benchmarks/, beside this script
+    from animagine_batch.rundir import done_ids
+    from animagine_batch.rundir.jobfile import type_clashes
+
+    ids = pq.read_table(ids_file)["task_id"].to_pylist()
+    start = time.perf_counter()
+    done = done_ids(run)
+    clashes = type_clashes(Path(run), killed_run.schema())
+    pending = [t for t in ids if t not in done]
+    queue.put({"done": len(done), "pending": len(pending), "clashes": len(clashes),
+               "seconds": time.perf_counter() - start})
+
+
+def _load(run: str, queue) -> None:
+    """Child process: `load_run` of a run directory, its time and peak memory."""
+    from animagine_batch.rundir import load_run
+
+    base = _peak_kib(reset=True)
+    start = time.perf_counter()
+    df = load_run(run)
+    seconds = time.perf_counter() - start
+    queue.put({"rows": len(df), "seconds": seconds, "rss_added_mib": (_peak_kib() - base) / 1024})
+
+
+def bench_killed_run(ids: list[str], folder: Path, units: int, baseline_units: int) -> dict:
+    """Resume and `load_run` of a killed run: `units` finished units of the plan's tasks, in the
+    parts the compaction leaves; and, side by side, `baseline_units` one-unit parts as compacted
+    and as uncompacted (a run killed before its final compaction, before parts were merged
+    during the run)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from analysis import done_ids
+    import killed_run
 
-    run = folder / "resume"
-    (run / "results").mkdir(parents=True)
-    n = len(ids)
-    for i, lo in enumerate(range(0, n, 250_000)):  # a compacted run: a few large parts
-        chunk = ids[lo : lo + 250_000]
-        pq.write_table(pa.table({"task_id": chunk, "status": ["ok"] * len(chunk)}),
-                       run / "results" / f"part-{i:06d}-x.parquet")
-    start = time.perf_counter()
-    done = done_ids(run)
-    pending = [t for t in ids if t not in done]
-    return {"done": len(done), "pending": len(pending), "seconds": time.perf_counter() - start}
+    ids_file = folder / "ids.parquet"
+    pq.write_table(pa.table({"task_id": ids}), ids_file)
+    out = {}
+    for name, n, compacted in (("compacted", units, True),
+                               ("compacted_baseline", baseline_units, True),
+                               ("uncompacted_baseline", baseline_units, False)):
+        run = folder / f"killed-{name}"
+        parts = killed_run.build(run, ids, n, compacted)
+        out[name] = {"units": n, "tasks": n * killed_run.BATCH, "parts": parts,
+                     "resume": _child(_resume, str(run), str(ids_file)),
+                     "load_run": _child(_load, str(run))}
+        shutil.rmtree(run)
+    old, new, same = out["uncompacted_baseline"], out["compacted"], out["compacted_baseline"]
+    scale = units / baseline_units  # the old state's time grows with its number of parts
+    out["ratios"] = {f"{what}_{how}": round(old[what]["seconds"] * k / ref[what]["seconds"], 1)
+                     for what in ("resume", "load_run")
+                     for how, k, ref in (("same_size", 1, same), ("extrapolated", scale, new))}
+    return out
+
+
+def _print_killed_run(k: dict) -> None:
+    for name in ("compacted", "compacted_baseline", "uncompacted_baseline"):
+        s = k[name]
+        print(f"killed run, {name}: {s['units']:,} units in {s['parts']:,} parts: resume "
+              f"({s['resume']['done']:,} done, {s['resume']['pending']:,} to do) "
+              f"{s['resume']['seconds']:.2f} s, load_run of {s['load_run']['rows']:,} rows "
+              f"{s['load_run']['seconds']:.2f} s (+{s['load_run']['rss_added_mib']:.0f} MiB)")
+    r = k["ratios"]
+    print(f"killed run, uncompacted / compacted: resume {r['resume_same_size']}x, load_run "
+          f"{r['load_run_same_size']}x at the baseline's size; at the full size (uncompacted "
+          f"extrapolated linearly) resume {r['resume_extrapolated']}x, load_run "
+          f"{r['load_run_extrapolated']}x")
 
 
 def _results(n: int, prompts: int, levels: list[str], rng, shift: float = 0.0):
@@ -167,8 +226,11 @@ def bench_analysis(rows: int, folder: Path) -> dict:
 
 
 def main() -> None:
+    import killed_run
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="100,000 tasks/rows instead of 1,000,000")
+    p.add_argument("--quick", action="store_true", help="100,000 tasks/rows instead of 1,000,000 "
+                   "(and 2,000 uncompacted parts instead of 20,000)")
     args = p.parse_args()
     seeds = 16 if args.quick else 152
     rows = 100_000 if args.quick else 1_000_000
@@ -177,15 +239,15 @@ def main() -> None:
         ids = plan.pop("ids")
         print(f"plan: {plan['tasks']:,} tasks, {plan['units']:,} units in {plan['seconds']:.2f} s, "
               f"peak RSS {plan['peak_rss_mib']:.0f} MiB (+{plan['rss_added_mib']:.0f} MiB)")
-        resume = bench_resume(ids, Path(tmp))
-        print(f"resume: {resume['done']:,} done ids read and {resume['pending']} pending found "
-              f"in {resume['seconds']:.2f} s")
+        killed = bench_killed_run(ids, Path(tmp), rows // killed_run.BATCH,
+                                  2_000 if args.quick else 20_000)
+        _print_killed_run(killed)
         analysis = bench_analysis(rows, Path(tmp))
         for name, a in analysis.items():
             print(f"{name}: {a['rows']:,} rows, {a['prompts']:,} prompts: load_run "
                   f"{a['load_seconds']:.2f} s, with the analysis {a['seconds']:.2f} s, peak RSS "
                   f"{a['peak_rss_mib']:.0f} MiB (+{a['rss_added_mib']:.0f} MiB)")
-    print(json.dumps({"benchmark": "scale", "quick": args.quick, "plan": plan, "resume": resume,
+    print(json.dumps({"benchmark": "scale", "quick": args.quick, "plan": plan, "killed_run": killed,
                       "analysis": analysis}))
 
 

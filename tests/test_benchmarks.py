@@ -19,11 +19,22 @@ def test_scale_benchmark_quick_runs_and_reports_json():
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    plan, resume = result["plan"], result["resume"]
+    plan, killed = result["plan"], result["killed_run"]
     assert plan["tasks"] == 66 * 100 * 16 and plan["units"] == plan["tasks"] // 4  # batch 4
     # targets for 1,000,000 tasks: <= 5 s and <= 1 GiB; this is a tenth of that
     assert plan["seconds"] <= 5 and plan["rss_added_mib"] <= 256, plan
-    assert resume["pending"] == 0 and resume["done"] == plan["tasks"] and resume["seconds"] <= 5
+    # a killed run of 25,000 units in the parts the compaction leaves: 0x61a8, 6+1+10+8 parts
+    new = killed["compacted"]
+    assert new["parts"] == 25 and new["load_run"]["rows"] == new["resume"]["done"] == 100_000
+    assert new["resume"]["pending"] == plan["tasks"] - 100_000 and new["resume"]["clashes"] == 0
+    # targets for 1,000,000 tasks: resume < 10 s, load_run < 20 s; this is a tenth of that
+    assert new["resume"]["seconds"] < 5 and new["load_run"]["seconds"] < 10, new
+    old, same = killed["uncompacted_baseline"], killed["compacted_baseline"]
+    assert old["parts"] == 2_000 and same["parts"] == 7 + 13 and old["resume"]["done"] == 8_000
+    assert same["resume"]["done"] == 8_000 and same["load_run"]["rows"] == 8_000
+    # one part per unit costs about a millisecond a part to resume from: parts that stay few
+    # cost far less (measured: 60-100x at 2,000 units)
+    assert killed["ratios"]["resume_same_size"] >= 5 and killed["ratios"]["load_run_same_size"] >= 5
     analysis = result["analysis"]
     assert analysis["compare"]["rows"] == 100_000 and analysis["compare"]["rows_out"] == 8
     assert analysis["compare_distinct_prompts"]["prompts"] == 50_000

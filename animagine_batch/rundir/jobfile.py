@@ -22,12 +22,11 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from ..errors import ConfigError
 from .layout import JOB_FILE, RESULTS
-from .read import RESULT_KEYS, usable_parts
+from .read import RESULT_KEYS, usable_schemas
 
 RUN_KEYS = ("name", "runner", "pipeline", "output", "max_tasks")  # how a job runs, not what it asks
 SWEEP_KEYS = ("grid", "zip", "seeds", "base_seed", "sample")
@@ -124,8 +123,7 @@ def experiment_changes(before: dict, raw: dict, prov: dict) -> list[str]:
 def type_clashes(run_dir: Path, schema: pa.Schema) -> list[str]:
     """Columns the job would write with a type the run's parts cannot be merged with."""
     found: dict[str, str] = {}
-    for path in usable_parts(Path(run_dir) / RESULTS, RESULT_KEYS):
-        old = pq.read_schema(path)
+    for _, old in usable_schemas(Path(run_dir) / RESULTS, RESULT_KEYS):
         for field in schema:
             if field.name in found or field.name not in old.names:
                 continue

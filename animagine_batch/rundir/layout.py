@@ -4,14 +4,21 @@
 <output.root>/<name>/
   job.yaml                         the configuration as run, its provenance and history
   images/<task_id>.png             one PNG per finished image
-  results/part-<seq>-<tag>.parquet generation rows, one part per unit (merged when many)
+  results/part-<seq>-<unit>.parquet   generation rows of one unit (level 0)
+  results/part-<last>-L<k>-<first>.parquet  a merge of the parts <first>..<last> (level k)
   scores/<scorer>/part-<seq>.parquet  rows of a rescoring, keyed by task_id
   damaged/                         parts `run --verify` set aside
   .lock                            while a run or score is writing
 ```
 
 A part's name starts with `part-` and a sequence number (`PART`): readers take parts in that
-order, so a later part wins over an earlier row of the same task.
+order (numerically, then by level), so a later part wins over an earlier row of the same task.
+Every unit's part takes the next number. A merged part (`rundir/compact.py`) carries the number
+of the last part it replaces, its level and the number of the first: it covers the span
+<first>..<last> and sorts where its inputs were, after them when both are present (a merge
+killed before its inputs were deleted), so the order in which readers see the rows of a task is
+the order in which they were written. A part whose span lies inside a higher-level part's is a
+leftover of such a merge.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ JOB_FILE = "job.yaml"
 IMAGES, RESULTS, SCORES, DAMAGED = "images", "results", "scores", "damaged"
 RUN_FOLDERS = (IMAGES, RESULTS, SCORES, "grids", "report")
 PART = re.compile(r"part-(\d+)")  # the sequence number of a part's name
+MERGED = re.compile(r"part-(\d+)-L(\d+)-(\d+)\.parquet")  # last, level, first of a merge
 TEMPORARY = ".tmp-*"  # files being written: a killed writer leaves only these
 
 
@@ -37,11 +45,31 @@ def part_name(seq: int, tag: str | None = None) -> str:
     return f"part-{seq:06d}-{tag}.parquet" if tag else f"part-{seq:06d}.parquet"
 
 
+def merged_part_name(first: int, last: int, level: int) -> str:
+    """The name of a part that replaces the parts numbered first..last."""
+    return f"part-{last:06d}-L{level}-{first:06d}.parquet"
+
+
+def part_span(name: str) -> tuple[int, int, int] | None:
+    """(first, last, level) of a part's name; a unit's part covers its own number at level 0.
+    None for a name without a sequence number."""
+    if m := MERGED.fullmatch(name):
+        return int(m.group(3)), int(m.group(1)), int(m.group(2))
+    if m := PART.match(name):
+        return int(m.group(1)), int(m.group(1)), 0
+    return None
+
+
+def _order(path: Path) -> tuple:
+    span = part_span(path.name)
+    return (0, span[1], span[2], path.name) if span else (1, 0, 0, path.name)
+
+
 def part_files(folder: Path | str) -> list[Path]:
-    """The parts of a folder (`results/`, `scores/<scorer>/`) in write order (their names carry a
-    sequence number)."""
+    """The parts of a folder (`results/`, `scores/<scorer>/`) in write order: by sequence number,
+    then level (names without a number last)."""
     folder = Path(folder)
-    return sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []
+    return sorted(folder.glob("part-*.parquet"), key=_order) if folder.is_dir() else []
 
 
 def next_part_number(folder: Path | str) -> int:

@@ -8,6 +8,7 @@ columns cannot be merged with the others, and rows without a task id are reporte
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,62 +51,70 @@ def _unreadable(path: Path, e: Exception) -> ResultsError:
                         "in damaged/ and regenerates its tasks")
 
 
-def _schema(path: Path) -> pa.Schema:
+def _open(path: Path) -> pq.ParquetFile:
     try:
-        return pq.read_schema(path)
+        pf = pq.ParquetFile(path)
+        pf.schema_arrow  # a footer that does not convert raises here, not later
+        return pf
     except (pa.ArrowInvalid, OSError) as e:
         raise _unreadable(path, e) from None
+
+
+def _usable(folder: Path | str, required: tuple[str, ...]) -> Iterator[tuple[Path, pq.ParquetFile]]:
+    """Each usable part, opened once (and closed when the next one is taken), in write order."""
+    folder = Path(folder)
+    for stray in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        if not stray.name.startswith("part-"):
+            warn(f"{stray} is not a results part (parts are named part-*.parquet); ignored")
+    merged = None
+    for path in part_files(folder):
+        with _open(path) as pf:
+            schema = pf.schema_arrow
+            missing = [c for c in required if c not in schema.names]
+            if missing:
+                warn(f"{path} has no {', '.join(missing)} column: it is not a part of this run; "
+                     "skipped (move it out of the run directory)")
+                continue
+            try:
+                merged = schema if merged is None else pa.unify_schemas(
+                    [merged, schema], promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+                warn(f"{path} cannot be merged with the run's earlier parts ({e}); skipped: its "
+                     "rows are left out of the table (move it into a run directory of its own)")
+                continue
+            yield path, pf
 
 
 def usable_parts(folder: Path | str, required: tuple[str, ...] = ("task_id",)) -> list[Path]:
     """The parts whose rows can be merged, in write order. A part without the `required` columns
     (a file that is not ours) or with a column whose type cannot be merged with the earlier
     parts' is reported and left out; an unreadable part raises `ResultsError`."""
-    folder = Path(folder)
-    for stray in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
-        if not stray.name.startswith("part-"):
-            warn(f"{stray} is not a results part (parts are named part-*.parquet); ignored")
-    kept, merged = [], None
-    for path in part_files(folder):
-        schema = _schema(path)
-        missing = [c for c in required if c not in schema.names]
-        if missing:
-            warn(f"{path} has no {', '.join(missing)} column: it is not a part of this run; "
-                 "skipped (move it out of the run directory)")
-            continue
-        try:
-            merged = schema if merged is None else pa.unify_schemas(
-                [merged, schema], promote_options="permissive")
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            warn(f"{path} cannot be merged with the run's earlier parts ({e}); skipped: its rows "
-                 "are left out of the table (move it into a run directory of its own)")
-            continue
-        kept.append(path)
-    return kept
+    return [path for path, _ in _usable(folder, required)]
 
 
-def _read(path: Path, columns: list[str] | None) -> pa.Table:
-    try:
-        if columns is None:
-            return pq.read_table(path)
-        names = pq.read_schema(path).names
-        return pq.read_table(path, columns=[c for c in columns if c in names])
-    except (pa.ArrowInvalid, OSError) as e:
-        raise _unreadable(path, e) from None
+def usable_schemas(folder: Path | str,
+                   required: tuple[str, ...] = ("task_id",)) -> list[tuple[Path, pa.Schema]]:
+    """`usable_parts` with each part's schema."""
+    return [(path, pf.schema_arrow) for path, pf in _usable(folder, required)]
 
 
 def read_parts(folder: Path | str, columns: list[str] | None = None,
                required: tuple[str, ...] = ("task_id",)) -> pa.Table:
     """All usable parts of a folder concatenated (schemas unified: parts from different sweeps
-    may differ), with a `_part` column giving each row's part number. Rows without a task id are
-    reported and dropped."""
+    may differ), with a `_part` column giving each row's part number. Each part is opened once
+    and only the `columns` it has are read (all with None). Rows without a task id are reported
+    and dropped."""
     tables = []
-    for i, path in enumerate(usable_parts(folder, required)):
-        t = _read(path, columns)
+    for i, (path, pf) in enumerate(_usable(folder, required)):
+        names = pf.schema_arrow.names
+        try:
+            t = pf.read(columns=None if columns is None else [c for c in columns if c in names])
+        except (pa.ArrowInvalid, OSError) as e:
+            raise _unreadable(path, e) from None
         if "task_id" in t.column_names and t["task_id"].null_count:
             warn(f"{path}: {t['task_id'].null_count} row(s) without a task_id; left out")
             t = t.filter(pc.is_valid(t["task_id"]))
-        tables.append(t.append_column("_part", pa.array([i] * t.num_rows, pa.int32())))
+        tables.append(t.append_column("_part", pa.array(np.full(t.num_rows, i, np.int32))))
     if not tables:
         return pa.table({"task_id": pa.array([], pa.string()), "status": pa.array([], pa.string()),
                          "_part": pa.array([], pa.int32())})
@@ -123,7 +132,7 @@ def done_ids(run_dir: Path | str) -> set[str]:
 
 def load_run(run_dir: Path | str) -> pd.DataFrame:
     """The wide results table: one row per task. Where a task has several rows (an error retried
-    later, or a compaction interrupted), a finished row wins over an error, then the latest."""
+    later, or a merge interrupted), a finished row wins over an error, then the later-written."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run directory {run_dir} does not exist")

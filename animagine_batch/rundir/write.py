@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ConfigError, StorageError
+from . import compact as compaction
 from .layout import IMAGES, JOB_FILE, RESULTS, clear_leftovers, next_part_number, part_name
-from .read import RESULT_KEYS, done_ids, read_parts, usable_parts
-from .schema import META_KEY
+from .read import done_ids, read_parts
 
 
 def _fsync_dir(path: Path) -> None:
@@ -132,17 +132,21 @@ class RunStore:
             clear_leftovers(folder)
         atomic_write_bytes(self.run_dir / JOB_FILE, job_yaml.encode())
         self._seq = next_part_number(self.results)
+        compaction.recover(self.results, _fsync_dir)  # what a merge killed midway left,
+        compaction.maintain(self.results, atomic_write_table, _fsync_dir)  # and its merges
 
     def done_ids(self) -> set[str]:
         return done_ids(self.run_dir)
 
     def write(self, result) -> None:
-        """PNGs first, then the unit's rows as one part."""
+        """PNGs first, then the unit's rows as one part; then the base-16 merges it completes
+        (`rundir/compact.py`: a check of the names, a merge every 16th part)."""
         for row, png in zip(result.rows, result.pngs):
             if png is not None:
                 atomic_write_bytes(self.run_dir / row["image_path"], png)
         _fsync_dir(self.images)
         self._write_part(result.rows, result.unit_id)
+        compaction.maintain(self.results, atomic_write_table, _fsync_dir)
 
     def _write_part(self, rows: list[dict], tag: str) -> None:
         unknown = sorted({k for r in rows for k in r} - set(self.schema.names))
@@ -157,36 +161,12 @@ class RunStore:
         _fsync_dir(self.results)
 
     def compact(self, min_parts: int = 16) -> None:
-        """Merge many small parts into one per provenance (readers dedupe, so a crash here loses
-        nothing). Parts written with different provenance (a run resumed after a scorer or
-        library changed) stay apart, so each row keeps the record of what scored it. Only the
-        parts readers merge are replaced: a file that is not ours stays where it is."""
-        parts = usable_parts(self.results, RESULT_KEYS)
-        if len(parts) < min_parts:
-            return
-        groups: dict[bytes, list[Path]] = {}
-        damaged = (pa.ArrowInvalid, pa.ArrowTypeError, OSError)  # such a part stays, for load_run
-        for p in parts:
-            try:
-                meta = (pq.read_schema(p).metadata or {}).get(META_KEY.encode(), b"")
-            except damaged:
-                continue
-            groups.setdefault(meta, []).append(p)
-        for meta, group in groups.items():
-            if len(group) < 2:
-                continue
-            try:
-                table = pa.concat_tables([pq.read_table(p) for p in group],
-                                         promote_options="permissive")
-            except damaged:
-                continue
-            if meta:
-                table = table.replace_schema_metadata({META_KEY.encode(): meta})
-            atomic_write_table(self.results / part_name(self._seq, "compact"), table)
-            self._seq += 1
-            for p in group:
-                p.unlink()
-        _fsync_dir(self.results)
+        """With `min_parts` parts or more, merge each stretch of neighbouring parts of one
+        provenance into one (a run resumed after a scorer or library changed keeps its parts of
+        each apart, so every row keeps the record of what scored it). The merged part is written
+        before its inputs are deleted and readers dedupe, so a crash here loses nothing; a file
+        that is not ours stays where it is."""
+        compaction.compact(self.results, atomic_write_table, _fsync_dir, min_parts)
 
 
 class ScoresStore:
