@@ -173,6 +173,7 @@ def test_gpu_probe_quick_reports_every_step(tmp_path):
         assert sum(prof["share"].values()) == pytest.approx(1.0, abs=0.01)
     warm = _one(lines, "compile_warm", mode="dir")
     assert warm["compile_s"] > 0 and warm["first_call_s"] > warm["steady_ms"] / 1000
+    assert warm["graphs_compiled"] == 1 and warm["via"] == _one(lines, "variant", name="regional")["via"]
     assert "aot_eager" in _one(lines, "compile_warm", mode="artifacts")["skipped"]
 
     summary = lines[-1]
