@@ -161,8 +161,10 @@ def main(argv=None) -> None:
         return
     t0 = time.perf_counter()
     out = Path(os.environ.get("OUT") or tempfile.mkdtemp(prefix="gpu_probe-"))
-    cache = os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR",
-                                  tempfile.mkdtemp(prefix="probe-inductor-"))
+    made = [] if "TORCHINDUCTOR_CACHE_DIR" in os.environ else [
+        tempfile.mkdtemp(prefix="probe-inductor-")]  # a fresh cache: the first compile is cold
+    cache = os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", made[0] if made else "")
+    made += [cache + "-fresh"] if made else []
     os.environ.setdefault("TRITON_CACHE_DIR", os.path.join(cache, "triton"))
     from probe_parts import Budget, Log, environment
 
@@ -222,8 +224,9 @@ def main(argv=None) -> None:
     elif a.scorers:
         def scorers():
             images = [p.sample] * a.batch
-            p.scorers, report = build_and_time(a.scorers, device, a.quick, Path(
-                tempfile.mkdtemp(prefix="probe-wd-")), images, gt.PROMPT)
+            made.append(tempfile.mkdtemp(prefix="probe-wd-"))
+            p.scorers, report = build_and_time(a.scorers, device, a.quick, Path(made[-1]),
+                                               images, gt.PROMPT)
             return {"step": "scorers", "images": len(images), "scorers": report,
                     "s_per_image_total": round(sum(r["s_per_image"] for r in report.values()), 4)}
         lines.append(guarded(p, "scorers", scorers))
@@ -240,7 +243,8 @@ def main(argv=None) -> None:
     record = summary(p, lines, a.quick)
     record["total_s"] = round(time.perf_counter() - t0, 1)
     log.emit(record)
-    shutil.rmtree(p.png_dir, ignore_errors=True)
+    for folder in [p.png_dir, *made]:  # what the probe made, not $OUT
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
