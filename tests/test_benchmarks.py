@@ -4,6 +4,7 @@ are ten times larger and were measured idle). Statistics figures come from seede
 simulations, so their bounds are exact for the code as it is."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -102,3 +103,144 @@ def test_human_validity_benchmark_prints_one_json_line():
     assert worst["human_false_verdicts"] <= 0.1 and worst["agreement_coverage"] >= 0.85
     planted = next(r for r in result["human"] if r["prompts"] == 20 and r["strengths"] == [0, 0.8])
     assert planted["detected"] == [1.0]  # a 69% preference over 20 prompts is found
+
+
+def _probe(tmp_path, *args, timeout=600):
+    r = subprocess.run([sys.executable, "benchmarks/gpu_probe.py", "--quick", *args], cwd=REPO,
+                       capture_output=True, text=True, timeout=timeout,
+                       env={**os.environ, "OUT": str(tmp_path)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [json.loads(ln) for ln in r.stdout.splitlines()]
+    # every line printed is also in $OUT, in order, as it went
+    assert [json.loads(ln) for ln in (tmp_path / "gpu_probe.jsonl").read_text().splitlines()] \
+        == lines
+    return lines
+
+
+def _one(lines, step, **match):
+    found = [r for r in lines if r["step"] == step and all(r.get(k) == v for k, v in match.items())]
+    assert len(found) == 1, (step, match, [r["step"] for r in lines])
+    return found[0]
+
+
+def test_gpu_probe_quick_reports_every_step(tmp_path):
+    lines = _probe(tmp_path, "--budget-s", "200")
+    steps = [(r["step"], r.get("name") or r.get("mode") or r.get("variant")) for r in lines]
+    assert steps == [
+        ("environment", None), ("build", None), ("baseline_start", None), ("scorers", None),
+        ("variant", "eager"), ("profile", "eager"), ("variant", "regional"),
+        ("profile", "regional"), ("variant", "regional_fp8"), ("compile_warm", "dir"),
+        ("compile_warm", "artifacts"), ("variant", "unet_static"), ("profile", "unet_static"),
+        ("baseline_end", None), ("summary", None)]
+    env = lines[0]
+    assert env["versions"]["torch"] and env["device"] == "cpu" and env["compile_backend"] == "aot_eager"
+    for shape in env["sdpa"].values():  # the default backend is one that runs these inputs
+        assert shape["ms"]["MATH"] > 0 and shape["ms"][shape["default"]] > 0
+    knows = env["framework_knows"]
+    assert set(knows) == {"compile: regional", "compile: unet", "precision: fp8"}
+
+    start, end = _one(lines, "baseline_start"), _one(lines, "baseline_end")
+    for base in (start, end):  # 1 warm-up + 4 images on the baseline's own pipeline
+        assert base["images"] == 4 and not base["cut_short"]
+        assert base["images_per_s"] == pytest.approx(4 / base["seconds"], rel=1e-3)
+        assert base["scheduler"] == "EulerAncestralDiscreteScheduler"
+    assert end["same_pixels_as_start"] is True  # never the framework's mutated pipeline
+
+    scorers = _one(lines, "scorers")["scorers"]
+    assert scorers["aesthetic"]["class"] == "ViTForImageClassification"
+    assert scorers["aesthetic"]["columns"] == ["aesthetic_score", "aesthetic_tag"]
+    assert "clip_score" in scorers["clip"]["columns"] and scorers["wd14"]["tags"] == 64
+    assert "wd14_rating" in scorers["wd14"]["columns"]
+    assert scorers["wd14"]["providers"] == ["CPUExecutionProvider"]
+    assert all(s["s_per_image"] > 0 and s["params"] > 0 for s in scorers.values())
+
+    eager = _one(lines, "variant", name="eager")
+    flops = eager["unet_flops"]
+    for name in ("eager", "regional", "unet_static"):
+        v = _one(lines, "variant", name=name)
+        # 4 timed images in 2 units of 2, every PNG written and every image scored
+        assert v["images"] == v["ok"] == v["pngs"] == v["scored"] == 4 and not v["errors"]
+        assert v["images_per_s"] == pytest.approx(4 / v["seconds"], rel=1e-3)
+        assert v["steady_images_per_s"] > 0 and v["unet_calls"] == 2 * 2  # 2 units x 2 steps
+        assert v["unet_flops"] == flops > 0
+        assert v["unet_tflop_per_s"] == pytest.approx(flops / v["unet_ms"] * 1000 / 1e12, abs=1e-3)
+        assert v["peak_mem_gib"] > 0 and v["warmup_s"] > 0
+        assert v["via"] == ("framework" if name == "eager" or knows[
+            f"compile: {v['wanted']['compile']}"] else "direct")
+    assert eager["in_effect"] == {"compile": None, "precision": None} and eager["vs_eager"] is None
+    for name in ("regional", "unet_static"):
+        v = _one(lines, "variant", name=name)
+        assert v["in_effect"]["compile"] == v["wanted"]["compile"]
+        assert v["graphs_compiled"] == 1  # one static shape, no graph break
+        assert v["compile_s"] > 0 and v["first_unet_call_s"] > v["unet_ms"] / 1000
+        # aot_eager runs eager's operators: the same seeds give the same pixels
+        assert v["vs_eager"]["seeds"] == [0, 1] and v["vs_eager"]["max_abs"] <= 1
+    fp8 = _one(lines, "variant", name="regional_fp8")
+    assert "compute capability 8.9" in fp8["skipped"]
+
+    for prof in (r for r in lines if r["step"] == "profile"):
+        assert prof["calls"] == 3 and prof["source"] == "CPU operators"
+        assert {"matmul", "conv", "attention", "norm"} <= set(prof["ms"])
+        assert sum(prof["share"].values()) == pytest.approx(1.0, abs=0.01)
+    warm = _one(lines, "compile_warm", mode="dir")
+    assert warm["compile_s"] > 0 and warm["first_call_s"] > warm["steady_ms"] / 1000
+    assert warm["graphs_compiled"] == 1 and warm["via"] == _one(lines, "variant", name="regional")["via"]
+    assert "aot_eager" in _one(lines, "compile_warm", mode="artifacts")["skipped"]
+
+    summary = lines[-1]
+    mean = (start["images_per_s"] + end["images_per_s"]) / 2
+    assert summary["baseline"]["mean"] == pytest.approx(mean)
+    assert set(summary["variants"]) == {"eager", "regional", "unet_static"}
+    for name, v in summary["variants"].items():
+        rate = _one(lines, "variant", name=name)["images_per_s"]
+        assert v["vs_baseline"] == pytest.approx(rate / mean, abs=1e-3)
+        assert v["of_floor"] == pytest.approx(rate / 2.06, abs=1e-3)
+    assert summary["compile"] == {"cold_s": _one(lines, "variant", name="regional")["compile_s"],
+                                  "warm_s": {"dir": warm["compile_s"]}}
+    targets = summary["targets"]
+    assert {k: t["target"] for k, t in targets.items()} == {
+        "images_per_s_without_fp8": 1.2, "images_per_s_with_fp8": 1.5, "vs_baseline": 2.5,
+        "warm_compile_s": 40.0}
+    assert all(t["met"] is None for t in targets.values())  # a CPU check decides nothing
+    assert targets["warm_compile_s"]["value"] == warm["compile_s"]
+    assert "variant:regional_fp8" in summary["skipped"] and not summary["errors"]
+    # about 40 s on this 2-core machine when idle (the default --budget-s is 55); room for load
+    assert summary["total_s"] < 120
+
+
+def test_gpu_probe_budget_skips_what_cannot_finish(tmp_path):
+    lines = _probe(tmp_path, "--budget-s", "12", "--scorers", "")
+    for r in lines:
+        if r["step"] in ("variant", "compile_warm"):
+            assert r["skipped"].startswith("budget: needs ~"), r
+    assert _one(lines, "baseline_end")["images"] >= 1  # the closing baseline always runs
+    summary = lines[-1]
+    assert summary["variants"] == {} and "variant:eager" in summary["skipped"]
+    assert all(t["value"] is None and t["met"] is None for t in summary["targets"].values())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--variants", "regional"], "--variants: needs eager"),
+    (["--batch", "4", "--images", "6"], "--images must be a positive multiple of --batch")])
+def test_gpu_probe_refuses_bad_arguments(args, message):
+    r = subprocess.run([sys.executable, "benchmarks/gpu_probe.py", "--quick", *args], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and message in r.stderr
+
+
+def test_gpu_probe_parts_classify_kernels_and_keep_time_for_the_last_baseline():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from probe_parts import Budget, kernel_class
+
+    assert kernel_class("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x256x64") == "matmul"
+    assert kernel_class("sm90_xmma_fprop_implicit_gemm_bf16bf16_bf16f32_f32_nhwckrsc") == "conv"
+    assert kernel_class("pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits>") == "attention"
+    assert kernel_class("triton_per_fused_native_group_norm_3") == "norm"
+    assert kernel_class("triton_poi_fused_add_silu_7") == "elementwise"
+    assert kernel_class("Memcpy DtoD (Device -> Device)") == "copy"
+    assert kernel_class("aten::_scaled_dot_product_flash_attention_for_cpu") == "attention"
+    budget = Budget(100.0)
+    budget.reserve = 30.0
+    assert budget.refuse(60.0) is None
+    assert budget.refuse(80.0).startswith("budget: needs ~80 s, 70 s left after the 30 s kept")
+    assert budget.refuse(80.0, keep=False) is None
