@@ -22,12 +22,12 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from ..errors import ConfigError
 from .layout import JOB_FILE, RESULTS
 from .read import RESULT_KEYS, usable_parts
+from .storage import location, read_schema
 
 RUN_KEYS = ("name", "runner", "pipeline", "output", "max_tasks")  # how a job runs, not what it asks
 SWEEP_KEYS = ("grid", "zip", "seeds", "base_seed", "sample")
@@ -56,7 +56,7 @@ class _Dumper(yaml.SafeDumper):
 
 def previous(run_dir: Path) -> dict | None:
     """The run's job.yaml as data, or None when there is none."""
-    path = Path(run_dir) / JOB_FILE
+    path = location(run_dir) / JOB_FILE
     if not path.is_file():
         return None
     try:
@@ -69,7 +69,7 @@ def previous(run_dir: Path) -> dict | None:
 
 def job_section(run_dir: Path | str) -> dict:
     """The configuration the run was made with (job.yaml's `job`), {} when it has none."""
-    data = previous(Path(run_dir))
+    data = previous(location(run_dir))
     return data["job"] if data else {}
 
 
@@ -124,8 +124,8 @@ def experiment_changes(before: dict, raw: dict, prov: dict) -> list[str]:
 def type_clashes(run_dir: Path, schema: pa.Schema) -> list[str]:
     """Columns the job would write with a type the run's parts cannot be merged with."""
     found: dict[str, str] = {}
-    for path in usable_parts(Path(run_dir) / RESULTS, RESULT_KEYS):
-        old = pq.read_schema(path)
+    for path in usable_parts(location(run_dir) / RESULTS, RESULT_KEYS):
+        old = read_schema(path)
         for field in schema:
             if field.name in found or field.name not in old.names:
                 continue

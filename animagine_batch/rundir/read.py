@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..errors import ResultsError
 from .layout import RESULTS, part_files, score_folders
+from .storage import location, read_schema, read_table
 
 DONE_STATUSES = ("ok", "nan")  # an `error` row is retried when the job is rerun
 EMBEDDING = "clip_image_embedding"  # CLIP image embeddings, float16 bytes (the clip scorer's)
@@ -52,7 +52,7 @@ def _unreadable(path: Path, e: Exception) -> ResultsError:
 
 def _schema(path: Path) -> pa.Schema:
     try:
-        return pq.read_schema(path)
+        return read_schema(path)
     except (pa.ArrowInvalid, OSError) as e:
         raise _unreadable(path, e) from None
 
@@ -61,7 +61,7 @@ def usable_parts(folder: Path | str, required: tuple[str, ...] = ("task_id",)) -
     """The parts whose rows can be merged, in write order. A part without the `required` columns
     (a file that is not ours) or with a column whose type cannot be merged with the earlier
     parts' is reported and left out; an unreadable part raises `ResultsError`."""
-    folder = Path(folder)
+    folder = location(folder)
     for stray in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
         if not stray.name.startswith("part-"):
             warn(f"{stray} is not a results part (parts are named part-*.parquet); ignored")
@@ -87,9 +87,9 @@ def usable_parts(folder: Path | str, required: tuple[str, ...] = ("task_id",)) -
 def _read(path: Path, columns: list[str] | None) -> pa.Table:
     try:
         if columns is None:
-            return pq.read_table(path)
-        names = pq.read_schema(path).names
-        return pq.read_table(path, columns=[c for c in columns if c in names])
+            return read_table(path)
+        names = read_schema(path).names
+        return read_table(path, columns=[c for c in columns if c in names])
     except (pa.ArrowInvalid, OSError) as e:
         raise _unreadable(path, e) from None
 
@@ -114,7 +114,7 @@ def read_parts(folder: Path | str, columns: list[str] | None = None,
 
 def done_ids(run_dir: Path | str) -> set[str]:
     """Task ids that finished (status ok or nan) in any part."""
-    t = read_parts(Path(run_dir) / RESULTS, list(RESULT_KEYS), RESULT_KEYS)
+    t = read_parts(location(run_dir) / RESULTS, list(RESULT_KEYS), RESULT_KEYS)
     if t.num_rows == 0:
         return set()
     mask = pc.is_in(t["status"], value_set=pa.array(DONE_STATUSES))
@@ -124,7 +124,7 @@ def done_ids(run_dir: Path | str) -> set[str]:
 def load_run(run_dir: Path | str) -> pd.DataFrame:
     """The wide results table: one row per task. Where a task has several rows (an error retried
     later, or a compaction interrupted), a finished row wins over an error, then the latest."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run directory {run_dir} does not exist")
     df = read_parts(run_dir / RESULTS, required=RESULT_KEYS).to_pandas()
