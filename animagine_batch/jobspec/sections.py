@@ -149,7 +149,8 @@ def uri_problem(uri: str) -> str | None:
     secret = ["the user and password before @"] if "@" in parts.netloc else []
     secret += [k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if SECRET.search(k)]
     if secret:
-        return (f"{uri.split('?')[0]!r} carries credentials ({', '.join(secret)}), which the run "
+        shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        return (f"{shown!r} carries credentials ({', '.join(secret)}), which the run "
                 "would record in job.yaml; give them through the storage library's environment "
                 "instead (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or "
                 "~/.aws/credentials)")
