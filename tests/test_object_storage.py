@@ -168,6 +168,12 @@ def test_score_grid_and_gallery_read_and_write_the_run_on_s3(resumed, s3, tmp_pa
     assert len(list((tmp_path / "gallery" / "images").glob("*.png"))) == 24
     assert cli.main(["gallery", uri]) == 2
     assert "needs --out" in capsys.readouterr().err
+    for command in (["export", uri, "--format", "kohya", "--out", "s3://kill/export"],
+                    ["grid", uri, "--x", "cfg", "--out", "s3://kill/grids"]):
+        assert cli.main(command) == 2
+        assert "--out s3://kill/" in capsys.readouterr().err
+    assert cli.main(["report", "s3://no-such-bucket/runs/demo"]) == 2
+    assert "s3://no-such-bucket/runs/demo" in capsys.readouterr().err
 
 
 def test_verify_sets_a_damaged_part_aside_on_s3_and_regenerates(resumed, s3, capsys):
@@ -271,7 +277,7 @@ def test_bad_output_roots_are_refused_with_the_key_named(s3, capsys):
     assert "no-such-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
 
 
-def test_the_endpoint_can_be_given_in_the_uri(s3, monkeypatch):
+def test_the_endpoint_can_be_given_in_the_uri(s3, monkeypatch, capsys):
     """`?endpoint_override=HOST:PORT&scheme=http` instead of AWS_ENDPOINT_URL (MinIO-style)."""
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     s3.create_bucket(Bucket="query")
@@ -280,6 +286,10 @@ def test_the_endpoint_can_be_given_in_the_uri(s3, monkeypatch):
     assert str(root / "demo").startswith("s3://query/runs/demo?endpoint_override=")
     assert keys(s3, "query") == ["runs/demo/job.yaml"]
     assert [p.name for p in (root / "demo").iterdir()] == ["job.yaml"]
+    query = f"s3://query/runs?endpoint_override={s3.endpoint}&scheme=http"
+    assert cli.main(["run", *DEMO, f"output.root='{query}'", "--dry-run"]) == 0
+    assert f"run directory s3://query/runs/demo?endpoint_override={s3.endpoint}&scheme=http" \
+        in capsys.readouterr().out
 
 
 def test_remote_paths_over_fsspec(tmp_path):

@@ -75,9 +75,12 @@ def named_run(path: str | Path):
     """A run directory named on the command line, a folder or a URI (it must have results/)."""
     try:
         p = location(path)
+        found = (p / RESULTS).is_dir()
     except ValueError as e:
         raise ResultsError(f"{path}: {e}") from None
-    if not (p / RESULTS).is_dir():
+    except OSError as e:  # object storage: no such bucket, refused credentials, no endpoint
+        raise ResultsError(f"{path}: cannot be read ({' '.join(str(e).split())})") from None
+    if not found:
         raise ResultsError(f"{p} is not a run directory (no results/ folder)")
     return p
 
