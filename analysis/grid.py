@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from animagine_batch.rundir import ResultsError, warn
 from animagine_batch.rundir.images import ImageProblem, open_image
+from animagine_batch.rundir.storage import is_remote, location, upload_tree
 
 from .compare import BASE_FACTORS, DERIVED
 
@@ -118,10 +120,19 @@ def file_name(*parts: str, hashed: bool = False) -> str:
 def make_grids(run_dir: Path | str, df: pd.DataFrame, axes: list[str], x: str,
                y: str | None = None, z: str | None = None, where: str | None = None,
                out_dir: Path | str | None = None, cell: int = 256) -> list[Path]:
-    """Write one grid PNG per level of `z`; returns their paths."""
-    run_dir = Path(run_dir)
+    """Write one grid PNG per level of `z`; returns their paths. A run on object storage gets
+    its `grids/` there (drawn here, then uploaded) unless `out_dir` is given."""
+    run_dir = location(run_dir)
     if isinstance(cell, bool) or not isinstance(cell, int) or cell < 1:
         raise ResultsError(f"--cell {cell!r}: a cell is a positive whole number of pixels")
+    if not out_dir and is_remote(run_dir):
+        with tempfile.TemporaryDirectory(prefix="grids-") as tmp:
+            paths = make_grids(run_dir, df, axes, x, y, z, where, tmp, cell)
+            try:
+                upload_tree(Path(tmp), run_dir / "grids")
+            except OSError as e:
+                raise ResultsError(f"cannot write {run_dir / 'grids'} ({e})") from None
+        return [run_dir / "grids" / p.name for p in paths]
     if y is None and x != "seed" and z != "seed":
         y = "seed"
     rows, fixed = select(df, axes, x, y, z, where)

@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from animagine_batch.rundir import ResultsError
 from animagine_batch.rundir.layout import all_parts
+from animagine_batch.rundir.storage import read_schema, read_table
 from animagine_batch.rundir.provenance import part_scorers
 
 IDENTITY = ("kind", "version", "id", "revision", "path", "model", "pretrained", "embedded",
@@ -44,12 +44,12 @@ def metric_sources(run_dir: Path | str, metrics: list[str]) -> dict[str, list[di
     frames = []
     for order, (path, rescored) in enumerate(all_parts(run_dir)):
         scorers = part_scorers(path, rescored)
-        names = set(pq.read_schema(path).names)
+        names = set(read_schema(path).names)
         made = {m: _maker(scorers, m) for m in metrics if m in names}
         made = {m: v for m, v in made.items() if v is not None}
         if not made:
             continue
-        table = pq.read_table(path, columns=["task_id", *made]).to_pandas()
+        table = read_table(path, columns=["task_id", *made]).to_pandas()
         for metric in made:
             t = table[table[metric].notna()]
             frames.append(pd.DataFrame({"metric": metric, "task_id": t["task_id"],

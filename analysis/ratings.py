@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from animagine_batch.rundir import ResultsError
+from animagine_batch.rundir.storage import location
 
 FOLDER = "ratings"
 CHOICES = ("left", "right", "tie", "skip")
@@ -77,7 +78,7 @@ class VoteLog:
 
 
 def vote_files(run_dir: Path | str) -> list[Path]:
-    folder = Path(run_dir) / FOLDER
+    folder = location(run_dir) / FOLDER
     return sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
 
 

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from animagine_batch.rundir import ResultsError, load_run, warn
-from animagine_batch.rundir.images import check_image, image_file
+from animagine_batch.rundir.images import check_image, image_file, read_image
+from animagine_batch.rundir.storage import is_remote, location, upload_tree
 
 from . import control_output, plots
 from .compare import (_numeric, directions, interaction, job_axes, marginal_effects,
@@ -63,7 +64,7 @@ def _numeric_axes(df: pd.DataFrame, axes: list[str]) -> list[str]:
 
 def build_report(run_dir: Path | str, baseline: Path | str | None = None,
                  metrics: list[str] | None = None, worst: int = 6) -> Path:
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     df = load_run(run_dir)
     axes = job_axes(run_dir)
     dirs = directions(run_dir)
@@ -72,8 +73,9 @@ def build_report(run_dir: Path | str, baseline: Path | str | None = None,
     metrics = [m for m in metrics if m not in mixed]
     ok = df[df["status"] == "ok"]
     target = run_dir / "report"
-    try:
-        work = Path(tempfile.mkdtemp(prefix=".report-", dir=run_dir))
+    try:  # on object storage the report is built here and uploaded
+        work = Path(tempfile.mkdtemp(prefix=".report-",
+                                     dir=None if is_remote(run_dir) else run_dir))
     except OSError as e:
         raise ResultsError(f"report: cannot write in {run_dir} ({e.strerror})") from None
     try:
@@ -82,16 +84,20 @@ def build_report(run_dir: Path | str, baseline: Path | str | None = None,
             df, axes, work / "figures", html_table,
             mismatches({"": run_dir}, control_output.measured_columns(df))))
         if baseline is not None:
-            across = mismatches({"baseline": Path(baseline), "candidate": run_dir}, metrics)
+            baseline = location(baseline)
+            across = mismatches({"baseline": baseline, "candidate": run_dir}, metrics)
             mixed.update(across)
-            ctx.update(_baseline(Path(baseline), df, axes, dirs,
-                                 [m for m in metrics if m not in across], work, worst))
+            ctx.update(_baseline(baseline, df, axes, dirs,
+                                 [m for m in metrics if m not in across], work, worst, run_dir))
         ctx["mixed"] = list(mixed.values())
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                                  autoescape=jinja2.select_autoescape(["html", "j2"]))
         html = env.get_template("report.html.j2").render(**ctx)
         (work / "index.html").write_text(html, encoding="utf-8")
-        _replace(work, target)
+        if is_remote(target):
+            upload_tree(work, target, prune=True)
+        else:
+            _replace(work, target)
     except OSError as e:
         raise ResultsError(f"report: cannot write {target} ({e.strerror or e}); the previous "
                            "report is unchanged") from None
@@ -162,7 +168,19 @@ def _content(run_dir, df, ok, axes, dirs, metrics, work: Path) -> dict:
     return ctx
 
 
-def _baseline(baseline: Path, df, axes, dirs, metrics, work: Path, worst: int) -> dict:
+def _pair_image(run, rel: str, work: Path, report_dir, tag: str) -> str:
+    """The link to one image of a pair: relative to the report, or on object storage (where the
+    report cannot link to a path) a copy inside the report."""
+    if is_remote(run) or is_remote(report_dir):
+        name = f"pairs/{tag}-{Path(rel).name}"
+        (work / "pairs").mkdir(exist_ok=True)
+        (work / name).write_bytes(read_image(run, rel))
+        return name
+    return os.path.relpath(image_file(run, rel), report_dir.resolve())
+
+
+def _baseline(baseline: Path, df, axes, dirs, metrics, work: Path, worst: int,
+              run_dir=None) -> dict:
     base = load_run(baseline)
     axes = [a for a in job_axes(baseline) if a in axes]
     table = regress(base, df, metrics, dirs, axes)
@@ -178,17 +196,17 @@ def _baseline(baseline: Path, df, axes, dirs, metrics, work: Path, worst: int) -
     pairs = base[base.status == "ok"].merge(df[df.status == "ok"], on=key, suffixes=("_b", "_c"))
     sign = 1 if dirs.get(m, True) else -1
     pairs = pairs.assign(_d=sign * (_numeric(pairs[f"{m}_c"]) - _numeric(pairs[f"{m}_b"])))
-    report_dir = work.parent / "report"
+    run_dir = work.parent if run_dir is None else run_dir
+    report_dir = run_dir / "report"
     for _, r in pairs.nsmallest(worst, "_d").iterrows():
         problem = (check_image(baseline, r["image_path_b"], r.get("image_sha256_b"))
-                   or check_image(work.parent, r["image_path_c"], r.get("image_sha256_c")))
+                   or check_image(run_dir, r["image_path_c"], r.get("image_sha256_c")))
         if problem:
             warn(f"report: a pair of the largest drops is left out: {problem}")
             continue
         out["worst"].append({
-            "base": os.path.relpath(image_file(baseline, r["image_path_b"]), report_dir.resolve()),
-            "cand": os.path.relpath(image_file(work.parent, r["image_path_c"]),
-                                    report_dir.resolve()),
+            "base": _pair_image(baseline, r["image_path_b"], work, report_dir, "baseline"),
+            "cand": _pair_image(run_dir, r["image_path_c"], work, report_dir, "candidate"),
             "caption": f"{r.get('prompt_key_b', '')} seed {r['seed']}: {m} "
                        f"{_numeric(pd.Series([r[f'{m}_b']]))[0]:.3g} -> "
                        f"{_numeric(pd.Series([r[f'{m}_c']]))[0]:.3g}"})

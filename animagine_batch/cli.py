@@ -203,10 +203,16 @@ def cmd_score(args) -> int:
     names = settings.get("scorers") or []
     specs = parse_scorers(names if isinstance(names, list) else [names],
                           settings.get("scorer"), catalogue())
-    if not Path(args.run_dir).is_dir():
+    from .rundir.storage import location
+
+    try:
+        run = location(args.run_dir)
+    except ValueError as e:
+        raise ConfigError(f"run directory {args.run_dir}: {e}") from None
+    if not run.is_dir():
         raise ConfigError(f"run directory {args.run_dir} does not exist")
-    check_run_dir(Path(args.run_dir), named_by_user=True)
-    counts = rescore(Path(args.run_dir), specs, str(settings.get("device", "auto")))
+    check_run_dir(run, named_by_user=True)
+    counts = rescore(run, specs, str(settings.get("device", "auto")))
     print(", ".join(f"{k}: {v:,} scored" for k, v in counts.items()))
     return 0
 

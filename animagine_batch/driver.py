@@ -10,7 +10,6 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import __version__, offline
 from .engine import sources as models
@@ -25,6 +24,7 @@ from .rundir import done_ids
 from .rundir import jobfile
 from .rundir.lock import RunLock
 from .rundir.schema import axis_type, results_schema
+from .rundir.storage import is_remote, location
 from .rundir.verify import verify as verify_run
 from .rundir.write import RunStore, check_writable
 from .runners import WorkerContext, make_runner
@@ -130,7 +130,8 @@ def loaded_provenance(schema, prov: dict, result):
 def dry_run(plan: Plan, out=None) -> None:
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     spec = plan.spec
-    done = done_ids(spec.run_dir) if spec.run_dir.is_dir() else set()
+    run_dir = location(spec.run_dir)
+    done = done_ids(run_dir) if run_dir.is_dir() else set()
     pending = [t for t in plan.tasks if t.task_id not in done]
     units = sweep.units(pending, spec.generation.batch_size)
     print(f"job {spec.name}: {len(plan.tasks):,} tasks ({len(done & {t.task_id for t in plan.tasks}):,}"
@@ -165,7 +166,7 @@ def score_columns(spec: JobSpec) -> list[str]:
 def _summary(spec: JobSpec, out, seconds: float, generated: int, scores: list[str]) -> None:
     from .rundir import load_run
 
-    df = load_run(spec.run_dir)
+    df = load_run(location(spec.run_dir))
     counts = df["status"].value_counts().to_dict() if len(df) else {}
     rate = generated / seconds if seconds > 0 else 0.0
     print(f"done: {len(df):,} rows ("
@@ -190,10 +191,10 @@ def run(plan: Plan, raw: dict, out=None, verify: bool = False, extend: bool = Fa
     """
     out = out or sys.stdout  # looked up per call: sys.stdout can be replaced
     spec = plan.spec
-    check_writable(Path(spec.output.root))
+    check_writable(spec.output.root)
     for w in long_prompt_warnings(plan.tasks):
         print(f"warning: {w}", file=out)
-    with RunLock(spec.run_dir):
+    with RunLock(location(spec.run_dir)):
         return _run_locked(plan, raw, out, verify, extend)
 
 
@@ -201,25 +202,29 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
     from tqdm import tqdm
 
     spec = plan.spec
-    has_results = (spec.run_dir / "results").is_dir()
-    redo = verify_run(spec.run_dir, out) if verify and has_results else set()
-    done = (done_ids(spec.run_dir) if has_results else set()) - redo
+    run_dir = location(spec.run_dir)
+    has_results = (run_dir / "results").is_dir()
+    redo = verify_run(run_dir, out) if verify and has_results else set()
+    done = (done_ids(run_dir) if has_results else set()) - redo
     pending = [t for t in plan.tasks if t.task_id not in done]
     n_done = len(plan.tasks) - len(pending)
     prov = {**provenance(spec, raw, plan.identities),
             "prompt_set": jobfile.prompt_set_digest(plan.prompt_set)}
     scorer_columns = {k: v for sc in spec.scorers for k, v in registry.columns(sc).items()}
     schema = results_schema(axis_types(spec), scorer_columns, prov)
-    before = jobfile.check(spec.run_dir, raw, prov, schema, extend)
+    before = jobfile.check(run_dir, raw, prov, schema, extend)
     if not pending:
         print(f"job {spec.name}: {n_done:,} done, 0 to do; run directory {spec.run_dir}", file=out)
         return 0
     units = sweep.units(pending, spec.generation.batch_size)
-    store = RunStore(spec.run_dir, schema)
+    store = RunStore(run_dir, schema)
+    # with a shared root (object storage) the Ray runner's workers write their own PNGs
+    shared = str(run_dir) if is_remote(run_dir) and spec.runner.name != "local" else None
     ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
                         runner=spec.runner, pipeline=spec.pipeline,
                         png_compress_level=spec.output.png_compress_level,
-                        scorers=spec.scorers, images=dict(Counter(t.model for t in pending)))
+                        scorers=spec.scorers, images=dict(Counter(t.model for t in pending)),
+                        run_dir=shared)
     runner = make_runner(spec.runner.name, spec.runner.address)
     print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units "
           f"({spec.runner.name} runner)", file=out)

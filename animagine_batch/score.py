@@ -20,6 +20,7 @@ from .rundir import load_run
 from .rundir.images import ImageProblem, check_image, listed, open_image
 from .rundir.lock import RunLock
 from .rundir.schema import scores_schema
+from .rundir.storage import location
 from .rundir.write import ScoresStore
 from .scorers import reference, registry
 from .scorers.apply import score
@@ -42,7 +43,7 @@ def rescore(run_dir: Path, specs: tuple[ScorerSpec, ...], device: str, out=None)
     from .engine.device import resolve_device
     from .jobspec.job import RunnerSpec
 
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     df = load_run(run_dir)
     if df.empty:
         raise ConfigError(f"run directory {run_dir} has no results to score")

@@ -6,6 +6,7 @@ import argparse
 
 from animagine_batch.rundir import ResultsError
 from animagine_batch.rundir.outputs import check_output
+from animagine_batch.rundir.storage import is_remote
 
 from ..context import load_context, run_dir
 
@@ -28,8 +29,12 @@ def cmd_grid(args) -> int:
     from ..grid import make_grids
 
     run = run_dir(args.run_dir)
-    out = check_output(args.out or run / "grids", "--out", allowed=run / "grids")
-    if out.exists() and not out.is_dir():
+    if is_remote(run) and not args.out:
+        out = None  # RUN/grids on the object storage
+    else:
+        out = check_output(args.out or run / "grids", "--out",
+                           allowed=None if is_remote(run) else run / "grids")
+    if out is not None and out.exists() and not out.is_dir():
         raise ResultsError(f"--out {args.out}: is a file; grids are written into a folder")
     ctx = load_context(run, rows=None)
     paths = make_grids(run, ctx.table, ctx.axes, args.x, args.y, args.z, args.where, out,
@@ -52,6 +57,10 @@ def cmd_gallery(args) -> int:
     from ..gallery import build_gallery
 
     run = run_dir(args.run_dir)
+    if args.serve and is_remote(run):
+        raise ResultsError(f"gallery --serve: {run} is on object storage, where the server "
+                           "cannot save selections; build it without --serve and download the "
+                           "selection from the page (export --select reads it)")
     index, counts = build_gallery(run, args.out, args.thumb_size, args.workers)
     print(f"{counts['images']:,} images, {counts['thumbnails']:,} thumbnails ({counts['made']:,} "
           f"made, {counts['kept']:,} already there) -> {index}")

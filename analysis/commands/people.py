@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from animagine_batch.rundir import ResultsError
+from animagine_batch.rundir.storage import is_remote
 
 from ..context import RunContext, load_context, write_table
 
@@ -90,6 +91,10 @@ def cmd_rate(args) -> int:
     from ..rate_server import RatingApp
 
     ctx = load_context(args.run_dir)
+    if is_remote(ctx.path):
+        raise ResultsError(f"rate: {ctx.path} is on object storage; the rating server appends "
+                           "votes to files inside a local run directory: copy the run to a "
+                           "folder first (for S3: aws s3 sync) and rate it there")
     levels = rate_levels(ctx, args.by, args.levels)
     app = RatingApp(ctx.path, ctx.table, args.by, levels, ctx.axes, args.active, args.seed)
     print(f"rating {args.by}: {', '.join(map(str, levels))}; "

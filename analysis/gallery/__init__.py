@@ -5,6 +5,10 @@ analysis.gallery.data) and `thumbs/*.webp` (analysis.gallery.thumbs). The page f
 axis level, status, tag and score range, sorts by any score, shows an X/Y view with seeds
 matched, a detail view, and keeps selections (keep / reject / starred) that it downloads as
 `selection.json` or, when served (`gallery --serve`), saves to `<run>/selection.json`.
+
+The gallery of a run on object storage is built in a local `--out` folder that also holds a
+copy of the run's images (`<out>/images/`, fetched once and checked against their hashes), so it
+opens from disk like any other.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import shutil
 from pathlib import Path
 
 from animagine_batch.rundir import ResultsError, load_run
+from animagine_batch.rundir.images import ImageProblem, read_image
+from animagine_batch.rundir.storage import is_remote, location
 
 from ..compare import directions, job_axes
 from .data import detail_records, gallery_data, write_atomic, write_data
@@ -26,7 +32,10 @@ PAGE_FILES = ("gallery.js", "gallery.css")
 def build_gallery(run_dir: Path | str, out: Path | str | None = None, thumb_size: int = 256,
                   workers: int | None = None, progress: bool = True) -> tuple[Path, dict]:
     """Write the gallery; returns its index.html and the thumbnail counts."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
+    if is_remote(run_dir) and not out:
+        raise ResultsError(f"gallery {run_dir}: a run on object storage needs --out, a local "
+                           "folder for the gallery and a copy of the run's images")
     out = Path(out) if out else run_dir / "gallery"
     if out.exists() and not out.is_dir():
         raise ResultsError(f"--out {out} is a file; give a folder for the gallery")
@@ -38,9 +47,10 @@ def build_gallery(run_dir: Path | str, out: Path | str | None = None, thumb_size
     ok = df[(df["status"] == "ok") & df["image_path"].notna() & df["image_sha256"].notna()]
     rows = list(zip(ok["image_path"], ok["image_sha256"]))
     out.mkdir(parents=True, exist_ok=True)
-    made = make_thumbnails(run_dir, rows, out / "thumbs", thumb_size, workers, progress)
+    images = local_copies(run_dir, rows, out) if is_remote(run_dir) else run_dir
+    made = make_thumbnails(images, rows, out / "thumbs", thumb_size, workers, progress)
     thumbs = {p.name for p in (out / "thumbs").glob("*.webp")}
-    prefix = os.path.relpath(run_dir.resolve(), out.resolve()).replace(os.sep, "/") + "/"
+    prefix = os.path.relpath(images.resolve(), out.resolve()).replace(os.sep, "/") + "/"
     data = gallery_data(run_dir, df, job_axes(run_dir), directions(run_dir), thumbs,
                         "" if prefix == "./" else prefix)
     write_data(out, data, detail_records(df, made["infotext"]))
@@ -52,6 +62,27 @@ def build_gallery(run_dir: Path | str, out: Path | str | None = None, thumb_size
     counts = {"images": len(df), "thumbnails": len({thumb_name(s) for _, s in rows}),
               "made": made["made"], "kept": made["kept"], "errors": made["errors"]}
     return out / "index.html", counts
+
+
+def local_copies(run_dir, rows: list[tuple[str, str]], out: Path) -> Path:
+    """Copy the images of a run on object storage to `out` (same relative paths), each once:
+    a copy whose bytes match its hash is kept. An image that cannot be fetched is left out
+    (the thumbnails name it). Returns the folder the copies are relative to."""
+    import hashlib
+
+    for rel, sha in rows:
+        try:
+            target = out / rel
+            if target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == sha:
+                continue
+            data = read_image(run_dir, rel, sha)
+        except ImageProblem:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    return out
 
 
 def _html(text: str) -> str:

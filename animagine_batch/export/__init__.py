@@ -20,6 +20,8 @@ from pathlib import Path
 from .. import __version__
 from ..errors import ResultsError
 from ..rundir import load_run
+from ..rundir.outputs import check_output
+from ..rundir.storage import location
 from .base import SHARD_ROWS, ExportJob
 from .captions import SOURCES, caption_parts
 from .formats import FORMATS
@@ -49,7 +51,8 @@ def export(run_dir: Path, fmt: str, out: Path, where: str | None = None,
     `select_file`: export only the images a gallery selection keeps or stars; `reject_file`:
     leave out those it rejects."""
     _check_options(fmt, caption_source, kohya_layout, shard_rows)
-    run_dir, out = Path(run_dir), Path(out)
+    check_output(out, "--out")  # before Path(), which would read s3://b as s3:/b
+    run_dir, out = location(run_dir), Path(out)
     check_target(out, overwrite)
     df = load_run(run_dir)
     needed = SOURCES[caption_source].column

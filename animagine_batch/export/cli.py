@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .base import SHARD_ROWS
 from .captions import SOURCES
 from .formats import FORMATS
@@ -16,7 +14,7 @@ def cmd_export(args) -> int:
     from . import export
 
     run = named_run(args.run_dir)
-    n, damaged = export(run, args.format, Path(args.out), args.where, args.min_aesthetic,
+    n, damaged = export(run, args.format, args.out, args.where, args.min_aesthetic,
                         args.dedupe, args.dedupe_threshold, args.caption_source, args.overwrite,
                         args.kohya_layout, args.shard_rows, args.select, args.reject)
     layout = f", {args.kohya_layout} layout" if args.format == "kohya" else ""

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from ..errors import ResultsError
 from ..rundir.layout import all_parts
 from ..rundir.read import EMBEDDING
+from ..rundir.storage import read_schema
 from .base import ExportJob
 from .select import image_bytes
 
@@ -30,7 +31,7 @@ def shard_schema(run_dir: Path, table: pd.DataFrame) -> pa.Schema:
     `wd14_tags`; for any other column the type of the whole column (text where all of it is
     null). Per-shard inference would type a column that is null throughout one shard as null."""
     parts = [p for p, _ in all_parts(run_dir)]
-    declared = pa.unify_schemas([pq.read_schema(p).remove_metadata() for p in parts],
+    declared = pa.unify_schemas([read_schema(p).remove_metadata() for p in parts],
                                 promote_options="permissive") if parts else pa.schema([])
     fields = []
     for name in table.columns:

@@ -23,6 +23,7 @@ from pathlib import Path
 import tomli_w
 from PIL import Image
 
+from ..rundir.storage import location
 from .base import ExportJob
 from .select import image_bytes
 
@@ -81,7 +82,7 @@ def write(job: ExportJob) -> None:
     """The pairs, `metadata.json` (fine-tune layout) and `dataset_config.toml` (its paths are
     where the folder will be: `job.final`)."""
     layout = job.kohya_layout
-    sub = subset_folder(Path(job.run_dir).resolve().name) if layout == "dreambooth" else ""
+    sub = subset_folder(location(job.run_dir).resolve().name) if layout == "dreambooth" else ""
     images = job.folder / sub
     images.mkdir(exist_ok=True)
     meta, sizes, keep = {}, [], 0

@@ -8,11 +8,29 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 
 from . import prompts as P
 from .axes import GENERATION
+
+URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # an output root on object storage
+
+
+def is_uri(text) -> bool:
+    """`s3://bucket/prefix`, `gs://...`, ...: a remote filesystem (`file://` is a local path)."""
+    return isinstance(text, str) and bool(URI.match(text)) and not text.startswith("file://")
+
+
+def run_location(root: str, name: str) -> Path | str:
+    """`<root>/<name>`: a `Path` for a folder, a URI for object storage (its query, such as an
+    endpoint, stays at the end: `s3://b/runs/demo?endpoint_override=...`)."""
+    if not is_uri(root):
+        return Path(root.removeprefix("file://")) / name
+    head, mark, query = root.partition("?")
+    return f"{head.rstrip('/')}/{name}" + (f"?{query}" if mark else "")
+
 
 # embedded models (`model.embedded`) -> their folder of component configs in offline/configs/
 EMBEDDED_MODELS = {"tiny": "tiny", "sdxl_random": "sdxl"}
@@ -168,8 +186,10 @@ class JobSpec:
     warnings: tuple[str, ...] = ()
 
     @property
-    def run_dir(self) -> Path:
-        return Path(self.output.root) / self.name
+    def run_dir(self) -> Path | str:
+        """The run directory: a `Path`, or a URI string when `output.root` is one (the run
+        directory's `storage.location` reads both)."""
+        return run_location(self.output.root, self.name)
 
 
 TOP_KEYS = ("name", "prompts", "prompt", "generation", "sweep", "model", "scorers", "scorer",

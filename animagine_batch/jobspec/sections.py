@@ -7,7 +7,7 @@ import re
 
 from ..errors import ConfigError
 from .collect import Collector, check_int
-from .job import EMBEDDED_MODELS, ModelSpec, OutputSpec, PipelineSpec, RunnerSpec
+from .job import EMBEDDED_MODELS, ModelSpec, OutputSpec, PipelineSpec, RunnerSpec, is_uri
 from .values import SEED_LIMIT
 
 DEVICES = "auto, cpu, cuda or cuda:N"
@@ -135,10 +135,37 @@ def execution_options(pipeline, key: dict | None = None) -> dict[str, str]:
     return out
 
 
+SECRET = re.compile(r"secret|token|password|passwd|credential|access_key|private", re.I)
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why an output root URI cannot be used, or None. A run records its output root in
+    job.yaml, so credentials in it would be stored with the run."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    parts = urlsplit(uri)
+    if not parts.netloc and not parts.path.strip("/"):
+        return f"{uri!r} names no bucket or path"
+    secret = ["the user and password before @"] if "@" in parts.netloc else []
+    secret += [k for k, _ in parse_qsl(parts.query, keep_blank_values=True) if SECRET.search(k)]
+    if secret:
+        shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        return (f"{shown!r} carries credentials ({', '.join(secret)}), which the run "
+                "would record in job.yaml; give them through the storage library's environment "
+                "instead (for S3: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or "
+                "~/.aws/credentials)")
+    return None
+
+
 def parse_output(c: Collector, raw) -> OutputSpec:
     output = c.section(raw, "output", OutputSpec)
     if not isinstance(output.root, str) or not output.root.strip():
-        c.add("output.root", f"{output.root!r} must be a folder path (a non-empty string)")
+        c.add("output.root", f"{output.root!r} must be a folder path or a URI such as "
+              "s3://bucket/prefix (a non-empty string)")
+    elif is_uri(output.root):
+        problem = uri_problem(output.root)
+        if problem:
+            c.add("output.root", problem)
     level = output.png_compress_level
     if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 9:
         c.add("output.png_compress_level", f"{level!r} must be an integer 0-9")

@@ -29,11 +29,11 @@ from typing import NamedTuple
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .layout import merged_part_name, part_files, part_span
 from .read import DONE_STATUSES, RESULT_KEYS
 from .schema import META_KEY
+from .storage import location, parquet_file
 
 FANOUT = 16
 DAMAGED = (pa.ArrowInvalid, pa.ArrowTypeError, OSError)  # such a part is left where it is
@@ -71,7 +71,7 @@ def _footer(path: Path) -> tuple[bytes, pa.Schema] | None:
     """(provenance, schema) of a part that may be merged; None for one that is not ours or
     cannot be read."""
     try:
-        with pq.ParquetFile(path) as pf:
+        with parquet_file(path) as pf:
             schema = pf.schema_arrow
     except DAMAGED:
         return None
@@ -82,7 +82,7 @@ def _footer(path: Path) -> tuple[bytes, pa.Schema] | None:
 
 def _table(path: Path, columns: list[str] | None = None) -> pa.Table | None:
     try:
-        with pq.ParquetFile(path) as pf:
+        with parquet_file(path) as pf:
             table = pf.read(columns=columns)
     except DAMAGED:
         return None
@@ -147,8 +147,8 @@ def _full_tail(folder: Path) -> tuple[list[Part], list[pa.Table], bytes] | None:
 def maintain(folder: Path, write_table: WriteTable, sync: SyncDir) -> int:
     """Merge the newest parts while FANOUT of one level are at the end; the merges made."""
     merges = 0
-    while (full := _full_tail(Path(folder))) is not None:
-        _merge(Path(folder), *full, write_table, sync)
+    while (full := _full_tail(location(folder))) is not None:
+        _merge(location(folder), *full, write_table, sync)
         merges += 1
     return merges
 
@@ -156,7 +156,7 @@ def maintain(folder: Path, write_table: WriteTable, sync: SyncDir) -> int:
 def recover(folder: Path, sync: SyncDir) -> list[str]:
     """Delete what a merge killed before deleting its inputs left: parts whose span lies inside
     a higher-level part's, of its provenance, whose tasks it all holds. Returns their names."""
-    folder = Path(folder)
+    folder = location(folder)
     found = parts(folder)
     gone: list[str] = []
     for m in (p for p in found if p.level > 0):
@@ -178,7 +178,7 @@ def recover(folder: Path, sync: SyncDir) -> list[str]:
 def compact(folder: Path, write_table: WriteTable, sync: SyncDir, min_parts: int) -> int:
     """When the folder holds `min_parts` numbered parts or more, merge each stretch of
     neighbouring parts that may be merged together into one; the merges made."""
-    folder = Path(folder)
+    folder = location(folder)
     recover(folder, sync)
     found = parts(folder)
     if len(found) < min_parts:

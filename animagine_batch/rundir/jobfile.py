@@ -27,6 +27,7 @@ import yaml
 from ..errors import ConfigError
 from .layout import JOB_FILE, RESULTS
 from .read import RESULT_KEYS, usable_schemas
+from .storage import location
 
 RUN_KEYS = ("name", "runner", "pipeline", "output", "max_tasks")  # how a job runs, not what it asks
 SWEEP_KEYS = ("grid", "zip", "seeds", "base_seed", "sample")
@@ -55,7 +56,7 @@ class _Dumper(yaml.SafeDumper):
 
 def previous(run_dir: Path) -> dict | None:
     """The run's job.yaml as data, or None when there is none."""
-    path = Path(run_dir) / JOB_FILE
+    path = location(run_dir) / JOB_FILE
     if not path.is_file():
         return None
     try:
@@ -68,7 +69,7 @@ def previous(run_dir: Path) -> dict | None:
 
 def job_section(run_dir: Path | str) -> dict:
     """The configuration the run was made with (job.yaml's `job`), {} when it has none."""
-    data = previous(Path(run_dir))
+    data = previous(location(run_dir))
     return data["job"] if data else {}
 
 
@@ -123,7 +124,7 @@ def experiment_changes(before: dict, raw: dict, prov: dict) -> list[str]:
 def type_clashes(run_dir: Path, schema: pa.Schema) -> list[str]:
     """Columns the job would write with a type the run's parts cannot be merged with."""
     found: dict[str, str] = {}
-    for _, old in usable_schemas(Path(run_dir) / RESULTS, RESULT_KEYS):
+    for _, old in usable_schemas(location(run_dir) / RESULTS, RESULT_KEYS):
         for field in schema:
             if field.name in found or field.name not in old.names:
                 continue

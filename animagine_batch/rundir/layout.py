@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError, ResultsError
+from .storage import is_remote, location
 
 JOB_FILE = "job.yaml"
 IMAGES, RESULTS, SCORES, DAMAGED = "images", "results", "scores", "damaged"
@@ -68,7 +69,7 @@ def _order(path: Path) -> tuple:
 def part_files(folder: Path | str) -> list[Path]:
     """The parts of a folder (`results/`, `scores/<scorer>/`) in write order: by sequence number,
     then level (names without a number last)."""
-    folder = Path(folder)
+    folder = location(folder)
     return sorted(folder.glob("part-*.parquet"), key=_order) if folder.is_dir() else []
 
 
@@ -80,28 +81,34 @@ def next_part_number(folder: Path | str) -> int:
 
 def clear_leftovers(folder: Path) -> None:
     """Remove the temporary files a killed writer left in a folder."""
-    for leftover in Path(folder).glob(TEMPORARY):
+    for leftover in location(folder).glob(TEMPORARY):
         leftover.unlink(missing_ok=True)
 
 
 def score_folders(run_dir: Path | str) -> list[Path]:
     """`scores/<scorer>/` folders of a run, in the order readers lay them over the results."""
-    scores = Path(run_dir) / SCORES
+    scores = location(run_dir) / SCORES
     return sorted(p for p in scores.iterdir() if p.is_dir()) if scores.is_dir() else []
 
 
 def all_parts(run_dir: Path | str) -> list[tuple[Path, bool]]:
     """Every part of a run in the order `load_run` lays them: (path, from a rescoring)."""
-    parts = [(p, False) for p in part_files(Path(run_dir) / RESULTS)]
+    parts = [(p, False) for p in part_files(location(run_dir) / RESULTS)]
     for folder in score_folders(run_dir):
         parts += [(p, True) for p in part_files(folder)]
     return parts
 
 
-def named_run(path: str | Path) -> Path:
-    """A run directory named on the command line (it must have results/)."""
-    p = Path(path)
-    if not (p / RESULTS).is_dir():
+def named_run(path: str | Path):
+    """A run directory named on the command line, a folder or a URI (it must have results/)."""
+    try:
+        p = location(path)
+        found = (p / RESULTS).is_dir()
+    except ValueError as e:
+        raise ResultsError(f"{path}: {e}") from None
+    except OSError as e:  # object storage: no such bucket, refused credentials, no endpoint
+        raise ResultsError(f"{path}: cannot be read ({' '.join(str(e).split())})") from None
+    if not found:
         raise ResultsError(f"{p} is not a run directory (no results/ folder)")
     return p
 
@@ -110,8 +117,14 @@ def check_run_dir(run_dir: Path, named_by_user: bool = False) -> None:
     """A run directory is data too: no folder inside it, nor the run directory itself when a job
     names it (<output.root>/<name>), may be a symbolic link, which would send the files a run
     writes somewhere else. A link the user names on the command line (a run directory given by
-    path, an output root) is the user's own choice and is followed."""
-    run_dir = Path(run_dir)
+    path, an output root) is the user's own choice and is followed. Object storage has no
+    links."""
+    try:
+        run_dir = location(run_dir)
+    except ValueError as e:
+        raise ConfigError(f"output.root: {e}") from None
+    if is_remote(run_dir):
+        return
     inside = [run_dir / f for f in RUN_FOLDERS]
     links = [p for p in (inside if named_by_user else [run_dir, *inside]) if p.is_symlink()]
     scores = run_dir / SCORES

@@ -4,7 +4,8 @@ The lock is `flock` on an open file, so the kernel releases it when its holder e
 (kill -9 included): a lock file left by a dead process never blocks. The file holds the holder's
 pid, host, start time and command, for the message a second writer gets. The holder removes the
 file before it lets go; a process that locked the file just as it was removed sees that the path
-no longer names what it locked and tries again.
+no longer names what it locked and tries again. On object storage the lock is a lease object
+instead (`lease.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
+from .lease import Lease
+from .storage import is_remote, location
 
 LOCK_NAME = ".lock"
 
@@ -45,13 +48,18 @@ class RunLock:
     a job that fails before its first image leaves no output."""
 
     def __init__(self, run_dir: Path, what: str = "run"):
-        self.run_dir = Path(run_dir)
+        self.run_dir = location(run_dir)
         self.path = self.run_dir / LOCK_NAME
         self.what = what
         self._fd: int | None = None
         self._created: list[Path] = []
+        self._lease: Lease | None = None
 
     def __enter__(self) -> "RunLock":
+        if is_remote(self.run_dir):
+            self._lease = Lease(self.path, self.what, holder)
+            self._lease.acquire(self.run_dir)
+            return self
         self._created = [p for p in [self.run_dir, *self.run_dir.parents] if not p.exists()]
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +93,9 @@ class RunLock:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
         if self._fd is not None:
             self.path.unlink(missing_ok=True)  # while still locked, then let go
             os.close(self._fd)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import ResultsError
+from ..jobspec.job import is_uri
 
 ADVICE = "choose a path outside every run directory and output root; nothing was written"
 
@@ -38,6 +39,9 @@ def run_inside(folder: Path) -> Path | None:
 def check_output(out: Path | str, flag: str, allowed: Path | None = None) -> Path:
     """`out` resolved, or `ResultsError` when it would write onto or into a run. `allowed` is a
     folder inside a run that this command writes by design (`RUN/grids`)."""
+    if is_uri(str(out)):
+        raise ResultsError(f"{flag} {out}: outputs are written to a local folder (a run's own "
+                           "report/ and grids/ excepted); give a path")
     given = Path(out)
     path = given.resolve()
     if allowed is not None:

@@ -7,17 +7,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from .layout import RESULTS, part_files
 from .schema import META_KEY
+from .storage import location, read_schema
 
 LOWER_IS_BETTER = {"gen_seconds"}  # the one metric of the results contract without a scorer
 
 
 def part_metadata(path: Path) -> dict:
     """The provenance JSON of one part ({} when it has none)."""
-    raw = (pq.read_schema(path).metadata or {}).get(META_KEY.encode(), b"{}")
+    raw = (read_schema(path).metadata or {}).get(META_KEY.encode(), b"{}")
     return json.loads(raw)
 
 
@@ -32,7 +31,7 @@ def part_scorers(path: Path, rescored: bool) -> dict[str, dict]:
 def directions(run_dir: Path | str) -> dict[str, bool]:
     """Column -> higher_is_better, from the scorer provenance of the latest results part."""
     out = {c: False for c in LOWER_IS_BETTER}
-    for path in part_files(Path(run_dir) / RESULTS)[-1:]:
+    for path in part_files(location(run_dir) / RESULTS)[-1:]:
         for scorer in part_scorers(path, False).values():
             out.update(scorer.get("higher_is_better") or {})
     return out

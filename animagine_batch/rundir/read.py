@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from ..errors import ResultsError
 from .layout import RESULTS, part_files, score_folders
+from .storage import location, parquet_file
 
 DONE_STATUSES = ("ok", "nan")  # an `error` row is retried when the job is rerun
 EMBEDDING = "clip_image_embedding"  # CLIP image embeddings, float16 bytes (the clip scorer's)
@@ -53,7 +54,7 @@ def _unreadable(path: Path, e: Exception) -> ResultsError:
 
 def _open(path: Path) -> pq.ParquetFile:
     try:
-        pf = pq.ParquetFile(path)
+        pf = parquet_file(path)
         pf.schema_arrow  # a footer that does not convert raises here, not later
         return pf
     except (pa.ArrowInvalid, OSError) as e:
@@ -62,7 +63,7 @@ def _open(path: Path) -> pq.ParquetFile:
 
 def _usable(folder: Path | str, required: tuple[str, ...]) -> Iterator[tuple[Path, pq.ParquetFile]]:
     """Each usable part, opened once (and closed when the next one is taken), in write order."""
-    folder = Path(folder)
+    folder = location(folder)
     for stray in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
         if not stray.name.startswith("part-"):
             warn(f"{stray} is not a results part (parts are named part-*.parquet); ignored")
@@ -123,7 +124,7 @@ def read_parts(folder: Path | str, columns: list[str] | None = None,
 
 def done_ids(run_dir: Path | str) -> set[str]:
     """Task ids that finished (status ok or nan) in any part."""
-    t = read_parts(Path(run_dir) / RESULTS, list(RESULT_KEYS), RESULT_KEYS)
+    t = read_parts(location(run_dir) / RESULTS, list(RESULT_KEYS), RESULT_KEYS)
     if t.num_rows == 0:
         return set()
     mask = pc.is_in(t["status"], value_set=pa.array(DONE_STATUSES))
@@ -133,7 +134,7 @@ def done_ids(run_dir: Path | str) -> set[str]:
 def load_run(run_dir: Path | str) -> pd.DataFrame:
     """The wide results table: one row per task. Where a task has several rows (an error retried
     later, or a merge interrupted), a finished row wins over an error, then the later-written."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     if not run_dir.is_dir():
         raise ResultsError(f"run directory {run_dir} does not exist")
     df = read_parts(run_dir / RESULTS, required=RESULT_KEYS).to_pandas()

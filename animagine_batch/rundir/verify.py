@@ -8,31 +8,30 @@ in a later part, which readers prefer.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .images import check_image, listed
 from .layout import DAMAGED, RESULTS, part_files, score_folders
 from .read import load_run
+from .storage import location, move, read_table
 
 
 def set_aside_unreadable(run_dir: Path) -> list[str]:
     """Move results and scores parts that cannot be read fully into damaged/; their names."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     folders = [run_dir / RESULTS, *score_folders(run_dir)]
     moved = []
     for folder in folders:
         for part in part_files(folder):
             try:
-                pq.read_table(part)
+                read_table(part)
             except (pa.ArrowInvalid, OSError):
                 rel = part.relative_to(run_dir)
                 target = run_dir / DAMAGED / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part, target)
+                move(part, target)
                 moved.append(str(rel))
     return moved
 

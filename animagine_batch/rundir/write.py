@@ -1,8 +1,9 @@
 """Writing a run directory: atomic files, the results store and the scores store.
 
-Every file is written to a temporary name in its folder, flushed to disk and renamed, and a
-unit's rows are written only after its PNGs, so a run killed at any moment leaves only whole
-files. A write the disk refuses is a `StorageError` (exit 74) naming the file.
+Every file is written to a temporary name in its folder, flushed to disk and renamed (on object
+storage: put in one request, which is atomic: `storage.py`), and a unit's rows are written only
+after its PNGs, so a run killed at any moment leaves only whole files. A write the disk refuses
+is a `StorageError` (exit 74) naming the file.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from ..errors import ConfigError, StorageError
 from . import compact as compaction
 from .layout import IMAGES, JOB_FILE, RESULTS, clear_leftovers, next_part_number, part_name
 from .read import done_ids, read_parts
+from .storage import is_remote, location, table_bytes
 
 
 def _fsync_dir(path: Path) -> None:
+    if is_remote(path):
+        return
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:
@@ -43,6 +47,11 @@ def storage_error(path: Path, e: OSError) -> StorageError:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    if is_remote(path):
+        try:
+            return path.write_bytes(data)
+        except OSError as e:
+            raise storage_error(path, e) from None
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     except OSError as e:
@@ -61,6 +70,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_write_table(path: Path, table: pa.Table) -> None:
+    if is_remote(path):
+        return atomic_write_bytes(path, table_bytes(table))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
     except OSError as e:
@@ -80,6 +91,12 @@ def atomic_write_table(path: Path, table: pa.Table) -> None:
 
 def check_writable(root: Path) -> None:
     """The output root can be created and written: probed for real, leaving nothing behind."""
+    try:
+        root = location(root)
+    except ValueError as e:
+        raise ConfigError(f"output.root: {root}: {e}") from None
+    if is_remote(root):
+        return _check_remote(root)
     root = Path(root)
     missing = [p for p in [root, *root.parents] if not p.exists()]
     existing = missing[-1].parent if missing else root
@@ -102,9 +119,24 @@ def check_writable(root: Path) -> None:
                 break
 
 
+def _check_remote(root) -> None:
+    probe = root / f".tmp-probe-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink(missing_ok=True)
+    except OSError as e:
+        raise ConfigError(f"output.root: {root} is not writable ({' '.join(str(e).split())}); "
+                          "check the bucket, the endpoint and the credentials, which come from "
+                          "the storage library's environment (for S3: AWS_ACCESS_KEY_ID, "
+                          "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL or ~/.aws)") from None
+
+
 def run_folder(run_dir: Path, name: str) -> Path:
     """`run_dir/name`, created, after checking that it is a folder inside the run (a link in a
-    shared run directory must not send writes elsewhere)."""
+    shared run directory must not send writes elsewhere). Object storage has neither folders
+    nor links."""
+    if is_remote(location(run_dir)):
+        return location(run_dir) / name
     folder = Path(run_dir) / name
     if not folder.resolve().is_relative_to(Path(run_dir).resolve()):
         raise ConfigError(f"{folder} is a link to {folder.resolve()}, outside the run "
@@ -120,7 +152,7 @@ class RunStore:
     """Writes one run directory; the driver is its only writer."""
 
     def __init__(self, run_dir: Path, schema: pa.Schema):
-        self.run_dir = Path(run_dir)
+        self.run_dir = location(run_dir)
         self.images = self.run_dir / IMAGES
         self.results = self.run_dir / RESULTS
         self.schema = schema

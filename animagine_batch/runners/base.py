@@ -22,6 +22,9 @@ class WorkerContext:
     png_compress_level: int = 1
     scorers: tuple[ScorerSpec, ...] = field(default_factory=tuple)
     images: dict[str, int] | None = None  # model -> images a worker is expected to make of it
+    # a run directory every worker reaches (a URI on object storage): workers write the PNGs
+    # there themselves and return rows only; None: PNG bytes travel to the driver
+    run_dir: str | None = None
 
     def shared_by(self, workers: int) -> "WorkerContext":
         """The context each of `workers` workers gets: its share of the images, rounded up."""
