@@ -228,3 +228,21 @@ def test_readers_open_each_part_once_and_read_only_what_they_need(clean, monkeyp
     opened.clear(), reads.clear()
     assert len(load_run(clean[261])) == 261 + 4
     assert sorted(opened) == names and reads == [None] * len(names)
+
+
+def test_the_policy_merges_on_object_storage_too(tmp_path):
+    """The same structure and table on a filesystem with no rename (fsspec's in-memory one: a
+    part is one whole write, its inputs deleted after it)."""
+    pytest.importorskip("fsspec")
+    from animagine_batch.rundir.storage import location
+
+    remote = location("memory://animagine-compaction/run")
+    s = write_units(remote, [])
+    local = write_units(tmp_path / "run", [])
+    for n in range(1, 16 * 2 + 4):
+        s.write(unit(n - 1))
+        local.write(unit(n - 1))
+    assert [(p.first, p.last, p.level) for p in compact.parts(remote / "results")] == \
+        compact.structure(35) == spans(tmp_path / "run")
+    got = load_run(remote).sort_values("task_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, table(tmp_path / "run"))
