@@ -3,11 +3,13 @@ set (`loras.py`) and the optional hi-res pass, on one loaded SDXL pipeline."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..jobspec.sweep import Unit
 from ..jobspec.values import hires_side
-from . import loras
+from . import loras, noise
 from .conditioning import SDXLPromptEncoder
 
 
@@ -17,6 +19,8 @@ class Passes:
         self.encoder = SDXLPromptEncoder(pipe)
         self.adapters = loras.LoraAdapters(pipe)
         self._img2img = None
+        self.tape = True  # pre-drawn noise for the base pass (noise.py)
+        self._untaped: set = set()  # (sampler, steps) whose draws the tape did not predict
 
     def images(self, unit: Unit) -> np.ndarray:
         """Float images [0, 1] of a unit's tasks, in task order (scheduler already set)."""
@@ -51,13 +55,40 @@ class Passes:
         common = {"num_inference_steps": unit.steps, "guidance_scale": unit.cfg,
                   "generator": generators, **prompt_args}
         if unit.hires is None:
-            return np.asarray(self.pipe(width=unit.width, height=unit.height, output_type="np",
-                                        **common).images)
+            return np.asarray(self._base(unit, common, "np"))
         scale, strength, upscaler = unit.hires
-        latents = self.pipe(width=unit.width, height=unit.height, output_type="latent",
-                            **common).images
+        latents = self._base(unit, common, "latent")
         factor = self.pipe.vae_scale_factor  # 8 for SDXL
         size = (hires_side(unit.height, scale) // factor, hires_side(unit.width, scale) // factor)
         latents = torch.nn.functional.interpolate(latents, size=size, mode=upscaler)
         return np.asarray(self.img2img(image=latents, strength=strength, output_type="np",
                                        **common).images)
+
+    def _base(self, unit: Unit, common: dict, output_type: str):
+        """The base pass's images, its noise served from a `noise.NoiseTape` (same bytes, no
+        host copy inside the loop). A tape whose draws do not match the call's is dropped: the
+        generators go back to their saved state and the call runs without it."""
+        def call():
+            return self.pipe(width=unit.width, height=unit.height, output_type=output_type,
+                             **common).images
+
+        key = (unit.sampler, unit.steps)
+        if not self.tape or key in self._untaped:
+            return call()
+        generators = common["generator"]
+        embeds = common.get("prompt_embeds")
+        dtype = embeds.dtype if embeds is not None else self.pipe.text_encoder_2.dtype
+        factor = self.pipe.vae_scale_factor
+        shape = (self.pipe.unet.config.in_channels, unit.height // factor, unit.width // factor)
+        states = [g.get_state() for g in generators]
+        try:
+            tape = noise.tape_for(self.pipe, generators, shape, unit.steps, dtype)
+            with tape.served(noise.modules_of(self.pipe)):
+                return call()
+        except noise.NoiseTapeError as e:
+            warnings.warn(f"pre-drawn noise not used for {unit.sampler} at {unit.steps} steps: "
+                          f"{e}", RuntimeWarning, stacklevel=2)
+            self._untaped.add(key)
+            for g, state in zip(generators, states):
+                g.set_state(state)
+            return call()
