@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from animagine_batch.engine.pixels import Pixels
 from animagine_batch.engine.schedulers import build_scheduler
 from animagine_batch.jobspec import samplers
 from conftest import one_unit, pixels
@@ -72,7 +73,8 @@ def test_nonfinite_and_blank_images_get_status_nan(tiny_generator, tasks, monkey
     images = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
     images[0, 5, 5, 1] = np.nan
     images[1] = 0.0
-    monkeypatch.setattr(tiny_generator.generation, "_generate", lambda unit_: images)
+    monkeypatch.setattr(tiny_generator.generation, "_generate",
+                        lambda unit_: Pixels.from_array(images))
     res = tiny_generator(one_unit(tasks[:3]))
     assert [r["status"] for r in res.rows] == ["nan", "nan", "ok"]
     assert "non-finite" in res.rows[0]["error"] and "blank" in res.rows[1]["error"]

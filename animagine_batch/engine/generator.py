@@ -15,8 +15,6 @@ import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import numpy as np
-
 from ..jobspec.emphasis import plain_text
 from ..jobspec.job import ModelSpec, PipelineSpec, RunnerSpec
 from ..jobspec.sweep import Unit
@@ -25,6 +23,7 @@ from . import accel, loading
 from .device import free_cache, resolve_device
 from .finish import Finisher
 from .generate import Generation
+from .pixels import Pixels
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Staged(NamedTuple):
     unit: Unit
     rows: list
     start: float
-    images: np.ndarray | None
+    images: Pixels | None
 
 
 # Pipelines still alive in this process (weak references): a worker moving to another model must

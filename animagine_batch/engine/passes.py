@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
-
 from ..jobspec.sweep import Unit
 from ..jobspec.values import hires_side
 from . import loras, noise
 from .conditioning import SDXLPromptEncoder
+from .pixels import Pixels
 
 
 class Passes:
@@ -22,18 +21,17 @@ class Passes:
         self.tape = True  # pre-drawn noise for the base pass (noise.py)
         self._untaped: set = set()  # (sampler, steps) whose draws the tape did not predict
 
-    def images(self, unit: Unit) -> np.ndarray:
-        """Float images [0, 1] of a unit's tasks, in task order (scheduler already set)."""
+    def images(self, unit: Unit) -> Pixels:
+        """The 8-bit images of a unit's tasks, in task order (scheduler already set)."""
         import torch
 
         if self.adapters.use(unit.loras):
             self.encoder.clear()  # a LoRA may change the text encoders
-        images: list = [None] * len(unit.tasks)
+        calls = []
         for idx, prompt_args in self.encoder.batches(unit.tasks):
             gens = [torch.Generator("cpu").manual_seed(unit.tasks[i].seed) for i in idx]
-            for i, image in zip(idx, self._run(unit, prompt_args, gens)):
-                images[i] = image
-        return np.stack(images)
+            calls.append((idx, Pixels.from_tensor(self._run(unit, prompt_args, gens))))
+        return Pixels.gather(calls, len(unit.tasks))
 
     @property
     def img2img(self):
@@ -47,22 +45,21 @@ class Passes:
         self._img2img.scheduler = self.pipe.scheduler
         return self._img2img
 
-    def _run(self, unit: Unit, prompt_args: dict, generators: list) -> np.ndarray:
-        """One pipeline call, then (with `unit.hires`) the upscale and img2img pass with the
+    def _run(self, unit: Unit, prompt_args: dict, generators: list):
+        """Decoded images [n, 3, H, W] in [0, 1] on the device: one pipeline call, then (with `unit.hires`) the upscale and img2img pass with the
         same CFG, steps and generators, as the demo app does."""
         import torch
 
         common = {"num_inference_steps": unit.steps, "guidance_scale": unit.cfg,
                   "generator": generators, **prompt_args}
         if unit.hires is None:
-            return np.asarray(self._base(unit, common, "np"))
+            return self._base(unit, common, "pt")
         scale, strength, upscaler = unit.hires
         latents = self._base(unit, common, "latent")
         factor = self.pipe.vae_scale_factor  # 8 for SDXL
         size = (hires_side(unit.height, scale) // factor, hires_side(unit.width, scale) // factor)
         latents = torch.nn.functional.interpolate(latents, size=size, mode=upscaler)
-        return np.asarray(self.img2img(image=latents, strength=strength, output_type="np",
-                                       **common).images)
+        return self.img2img(image=latents, strength=strength, output_type="pt", **common).images
 
     def _base(self, unit: Unit, common: dict, output_type: str):
         """The base pass's images, its noise served from a `noise.NoiseTape` (same bytes, no
