@@ -16,6 +16,7 @@ from . import __version__, offline
 from .engine import sources as models
 from .engine.generator import token_count
 from .jobspec import sweep
+from .jobspec.axes import recorded
 from .jobspec.job import JobSpec, count_tasks
 from .jobspec.loras import resolve
 from .jobspec.prompt_sets import PromptLibrary, PromptSet
@@ -91,7 +92,9 @@ def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
 
 
 def axis_types(spec: JobSpec) -> dict[str, str]:
-    return {a: axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes}
+    """The axis columns: the swept axes, then the recorded axes the job sets (cfg_cutoff)."""
+    return {a: axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes} | {
+        a: axis_type([v], a) for a, v in recorded(spec).items()}
 
 
 def _version(distribution: str) -> str | None:

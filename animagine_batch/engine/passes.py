@@ -12,6 +12,26 @@ from .conditioning import SDXLPromptEncoder
 from .pixels import Pixels
 
 
+def cfg_cutoff(ratio: float):
+    """diffusers' `SDXLCFGCutoffCallback` at `ratio` of the steps (after step
+    int(steps x ratio) the pipeline stops guiding), for batches of any size: diffusers' own keeps
+    the last row of the conditioning (`[-1:]`), which fails for a batch of more than one image,
+    where this keeps the conditional half (the second half of the negative-then-positive batch)."""
+    from diffusers.callbacks import SDXLCFGCutoffCallback
+
+    class BatchCFGCutoff(SDXLCFGCutoffCallback):
+        def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+            cutoff = int(pipeline.num_timesteps * self.config.cutoff_step_ratio)
+            if step_index == cutoff and pipeline.do_classifier_free_guidance:
+                for name in self.tensor_inputs:
+                    x = callback_kwargs[name]
+                    callback_kwargs[name] = x[x.shape[0] // 2:]
+                pipeline._guidance_scale = 0.0
+            return callback_kwargs
+
+    return BatchCFGCutoff(cutoff_step_ratio=float(ratio))
+
+
 class Passes:
     def __init__(self, pipe):
         self.pipe = pipe
@@ -52,6 +72,8 @@ class Passes:
 
         common = {"num_inference_steps": unit.steps, "guidance_scale": unit.cfg,
                   "generator": generators, **prompt_args}
+        if unit.cfg_cutoff is not None:
+            common["callback_on_step_end"] = cfg_cutoff(unit.cfg_cutoff)
         if unit.hires is None:
             return self._base(unit, common, "pt")
         scale, strength, upscaler = unit.hires
