@@ -222,7 +222,8 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
     ctx = WorkerContext(job=spec.name, models=spec.models, identities=plan.identities,
                         runner=spec.runner, pipeline=spec.pipeline,
                         png_compress_level=spec.output.png_compress_level,
-                        scorers=spec.scorers, images=dict(Counter(t.model for t in pending)))
+                        scorers=spec.scorers, images=dict(Counter(t.model for t in pending)),
+                        batch_size=spec.generation.batch_size)
     runner = make_runner(spec.runner.name, spec.runner.address)
     print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units "
           f"({spec.runner.name} runner)", file=out)

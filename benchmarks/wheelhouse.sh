@@ -1,7 +1,8 @@
 #!/bin/sh
 # Wheels of the packages benchmarks/gpu_throughput.py needs beyond what the GPU machine has
 # (CUDA torch, transformers, numpy, pillow, safetensors, pyyaml, huggingface_hub, regex, ...),
-# downloaded into .whl/ (git-ignored) at the versions installed here. All are pure Python.
+# downloaded into .whl/ (git-ignored) at the versions installed here. All are pure Python but
+# torchao (pipeline.precision: fp8), whose wheel is built for CPython's stable ABI (cp310-abi3).
 #
 #   sh benchmarks/wheelhouse.sh [DEST]     # needs PyPI; PYTHON=... picks the interpreter
 #
@@ -14,7 +15,7 @@ DEST=${1:-.whl}
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON=.venv/bin/python; else PYTHON=python3; fi
 fi
-PACKAGES="diffusers importlib_metadata compel open_clip_torch ftfy wcwidth"
+PACKAGES="diffusers importlib_metadata compel open_clip_torch ftfy wcwidth torchao"
 PINS=$("$PYTHON" - $PACKAGES <<'PY'
 import importlib.metadata as m
 import sys

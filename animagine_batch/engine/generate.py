@@ -44,6 +44,7 @@ class Generation:
             if not is_out_of_memory(e) or len(unit.tasks) == 1:
                 raise
             free_cache()
+            self.passes.pad_to = None  # the compiled batch does not fit: run smaller ones
             half = len(unit.tasks) // 2
             parts = [unit._replace(tasks=unit.tasks[:half]), unit._replace(tasks=unit.tasks[half:])]
             return Pixels.concat([self.images(p) for p in parts])

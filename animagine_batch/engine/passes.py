@@ -7,7 +7,7 @@ import warnings
 
 from ..jobspec.sweep import Unit
 from ..jobspec.values import hires_side
-from . import loras, noise
+from . import compiling, loras, noise
 from .conditioning import SDXLPromptEncoder
 from .pixels import Pixels
 
@@ -39,6 +39,7 @@ class Passes:
         self.adapters = loras.LoraAdapters(pipe)
         self._img2img = None
         self.tape = True  # pre-drawn noise for the base pass (noise.py)
+        self.pad_to: int | None = None  # a compiled UNet's batch: smaller calls are padded
         self._untaped: set = set()  # (sampler, steps) whose draws the tape did not predict
 
     def images(self, unit: Unit) -> Pixels:
@@ -50,7 +51,11 @@ class Passes:
         calls = []
         for idx, prompt_args in self.encoder.batches(unit.tasks):
             gens = [torch.Generator("cpu").manual_seed(unit.tasks[i].seed) for i in idx]
-            calls.append((idx, Pixels.from_tensor(self._run(unit, prompt_args, gens))))
+            if self.pad_to:  # the compiled shape; the padding images are dropped
+                prompt_args, gens = compiling.pad(prompt_args, gens, self.pad_to,
+                                                  unit.tasks[idx[-1]].seed)
+            decoded = self._run(unit, prompt_args, gens)[: len(idx)]
+            calls.append((idx, Pixels.from_tensor(decoded)))
         return Pixels.gather(calls, len(unit.tasks))
 
     @property

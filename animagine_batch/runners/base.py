@@ -22,6 +22,7 @@ class WorkerContext:
     png_compress_level: int = 1
     scorers: tuple[ScorerSpec, ...] = field(default_factory=tuple)
     images: dict[str, int] | None = None  # model -> images a worker is expected to make of it
+    batch_size: int | None = None  # the job's: a compiled UNet pads smaller calls to it
 
     def shared_by(self, workers: int) -> "WorkerContext":
         """The context each of `workers` workers gets: its share of the images, rounded up."""
