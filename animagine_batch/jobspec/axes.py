@@ -25,7 +25,7 @@ from . import samplers
 from .collect import Collector, check_int, number_in
 from .loras import check as check_lora
 from .loras import resolve
-from .values import HIRES_SCALE, is_off, parse_size
+from .values import HIRES_SCALE, cfg_cutoff_off, is_off, parse_size
 
 MAX_STEPS = 1000
 MAX_CFG = 100
@@ -74,11 +74,6 @@ def _side(c: Collector, key: str, value, seen: Levels) -> None:
 def _clip_skip(c: Collector, key: str, value, seen: Levels) -> None:
     if check_int(c, key, value, 1) is not None and value > 12:
         c.add(key, f"clip skip {value} is more than 12 (webui's range; CLIP ViT-L has 12 layers)")
-
-
-def cfg_cutoff_off(value) -> bool:
-    """`none`, null or 0: classifier-free guidance for every step."""
-    return is_off(value) or (not isinstance(value, bool) and value == 0)
 
 
 def _cfg_cutoff(c: Collector, key: str, value, seen: Levels | None = None) -> None:
