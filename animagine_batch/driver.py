@@ -15,6 +15,7 @@ from . import __version__, offline
 from .engine import sources as models
 from .engine.generator import token_count
 from .jobspec import sweep
+from .jobspec.axes import recorded
 from .jobspec.job import JobSpec, count_tasks
 from .jobspec.loras import resolve
 from .jobspec.prompt_sets import PromptLibrary, PromptSet
@@ -91,7 +92,9 @@ def long_prompt_warnings(tasks: list[sweep.Task], limit: int = 5) -> list[str]:
 
 
 def axis_types(spec: JobSpec) -> dict[str, str]:
-    return {a: axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes}
+    """The axis columns: the swept axes, then the recorded axes the job sets (cfg_cutoff)."""
+    return {a: axis_type(spec.sweep.levels(a), a) for a in spec.sweep.axes} | {
+        a: axis_type([v], a) for a, v in recorded(spec).items()}
 
 
 def _version(distribution: str) -> str | None:
@@ -224,7 +227,7 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
                         runner=spec.runner, pipeline=spec.pipeline,
                         png_compress_level=spec.output.png_compress_level,
                         scorers=spec.scorers, images=dict(Counter(t.model for t in pending)),
-                        run_dir=shared)
+                        run_dir=shared, batch_size=spec.generation.batch_size)
     runner = make_runner(spec.runner.name, spec.runner.address)
     print(f"job {spec.name}: {n_done:,} done, {len(pending):,} to do in {len(units):,} units "
           f"({spec.runner.name} runner)", file=out)

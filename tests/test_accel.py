@@ -32,7 +32,8 @@ def tasks(demo_tasks):
 
 def test_options_are_checked():
     assert accel.options(PipelineSpec()) == {"optimise": "auto", "compile": "auto",
-                                           "overlap": "auto"}
+                                           "overlap": "auto", "precision": "auto"}
+    assert accel.options(PipelineSpec(compile="Regional"))["compile"] == "regional"
     assert accel.options(PipelineSpec(compile=True, overlap=False))["compile"] == "true"
     for bad in (PipelineSpec(optimise="max"), PipelineSpec(compile="sometimes"),
                 PipelineSpec(overlap=3)):
@@ -264,3 +265,58 @@ def test_the_summary_says_what_was_done_and_why():
         "bfloat16, VAE bfloat16, SDPA, fused QKV, channels_last, "
         "UNet eager (12 images < pipeline.compile_min_images (1000))")
     assert accel.summary({**gen_done, "compiled": True}).endswith(", UNet compiled")
+
+
+def test_fp8_is_refused_where_it_cannot_run_naming_the_key(monkeypatch, tmp_path):
+    from conftest import run_cli
+
+    from animagine_batch.engine import fp8
+
+    args = ("run", str(REPO / "jobs" / "demo.yaml"), f"output.root={tmp_path}", "runner=local",
+            "pipeline.precision=fp8")
+    r = run_cli(*args, "runner.device=cpu")
+    assert r.returncode == 2, r.stderr
+    assert ("pipeline.precision: fp8 needs a CUDA GPU of compute capability 8.9 or higher (Ada, "
+            "Hopper or newer); this worker runs on cpu; allowed here: auto") in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "demo" / "results").exists()
+    real = __import__("importlib").util.find_spec
+    monkeypatch.setattr("importlib.util.find_spec",
+                        lambda name, *a: None if name == "torchao" else real(name, *a))
+    assert fp8.problems("cpu")[0] == ("pipeline.precision: fp8 needs torchao, which is not "
+                                      "installed (pip install 'animagine-batch[fp8]'); allowed "
+                                      "without it: auto")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100")
+    assert fp8.problems("cuda:0")[1] == (
+        "pipeline.precision: fp8 needs a CUDA GPU of compute capability 8.9 or higher (Ada, "
+        "Hopper or newer); NVIDIA A100 has 8.0; allowed here: auto")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert fp8.problems("cuda:0") == [fp8.problems("cpu")[0]]  # an H100 lacks only torchao
+    with pytest.raises(ConfigError, match="needs torchao"):
+        accel.check(PipelineSpec(precision="fp8"), "cuda:0")
+    accel.check(PipelineSpec(), "cpu")  # auto runs anywhere
+
+
+def test_fp8_options_are_checked_with_the_job(compose):
+    with pytest.raises(ConfigError) as e:
+        compose("demo", "pipeline.precision=fp4")
+    assert e.value.problems == ["pipeline.precision: 'fp4' is not one of auto, fp8"]
+    with pytest.raises(ConfigError) as e:
+        compose("demo", "pipeline.precision=fp8", "pipeline.dtype=float16",
+                "pipeline.optimise=none", "pipeline.compile=false", "loras=[{path: x}]")
+    text = "\n".join(e.value.problems)
+    for needle in ("pipeline.dtype: 'float16' cannot run pipeline.precision: fp8 (float8 matrix "
+                   "products with bfloat16 activations); allowed with fp8: auto or bfloat16",
+                   "pipeline.optimise: none leaves the pipeline as loaded, but "
+                   "pipeline.precision: fp8 quantizes it; allowed with fp8: auto or on",
+                   "pipeline.compile: false: pipeline.precision: fp8 runs compiled (eager "
+                   "float8 is slower than bfloat16); allowed with fp8: auto, true, unet or "
+                   "regional",
+                   "pipeline.precision: fp8 quantizes the UNet's Linear layers, which LoRAs are "
+                   "not loaded into; allowed with LoRAs: auto"):
+        assert needle in text, needle
+    spec = compose("demo", "pipeline.precision=fp8", "pipeline.compile=regional")
+    assert (spec.pipeline.precision, spec.pipeline.compile) == ("fp8", "regional")
+    assert accel.compile_wanted(spec.pipeline, "cuda", images=3) == (True, "compile: regional")
+    assert accel.compile_wanted(PipelineSpec(precision="fp8"), "cuda", images=3) == \
+        (True, "precision: fp8 runs compiled")

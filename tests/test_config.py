@@ -134,3 +134,33 @@ def test_the_sampler_configs_are_the_sampler_table():
     for name, text in configs.items():
         assert text.splitlines()[0] == "# @package generation"
         assert yaml.safe_load(text) == {"sampler": name}
+
+
+def test_cfg_cutoff_is_validated_and_enters_task_ids_only_when_on(compose, demo_tasks):
+    with pytest.raises(ConfigError) as e:
+        compose("demo", "generation.cfg_cutoff=1.5", "sweep.grid.cfg_cutoff=[none,-0.1,abc,0.5]")
+    problems = [p for p in e.value.problems if "cfg_cutoff" in p]
+    allowed = "must be none or 0 (off) or a number in (0, 1]"
+    assert problems == [f"generation.cfg_cutoff: 1.5 {allowed}: the fraction of the steps after "
+                        "which classifier-free guidance stops",
+                        f"sweep.grid.cfg_cutoff[1]: -0.1 {allowed}: the fraction of the steps "
+                        "after which classifier-free guidance stops",
+                        f"sweep.grid.cfg_cutoff[2]: 'abc' {allowed}: the fraction of the steps "
+                        "after which classifier-free guidance stops"]
+    from animagine_batch.jobspec import prompt_sets, sweep
+
+    def ids(*overrides):
+        spec = compose("demo", "sweep.grid={}", *overrides)
+        ps = prompt_sets.load_prompt_set("demo", [REPO / "conf" / "prompt_sets"])
+        return [t.task_id for t in sweep.expand(spec, ps, {"tiny": "x"})]
+
+    assert ids() == ids("generation.cfg_cutoff=0") == ids("generation.cfg_cutoff=null")
+    assert set(ids("generation.cfg_cutoff=0.5")).isdisjoint(ids())
+    spec = compose("demo", "sweep.grid={cfg_cutoff:[0,none,0.5]}")
+    assert spec.sweep.levels("cfg_cutoff") == (0, "none", 0.5)
+
+
+def test_a_bad_cfg_cutoff_exits_2_naming_the_key(tmp_path):
+    r = run_cli("run", str(REPO / "jobs" / "demo.yaml"), f"output.root={tmp_path}",
+                "generation.cfg_cutoff=2")
+    assert r.returncode == 2 and "generation.cfg_cutoff: 2 must be none or 0 (off)" in r.stderr

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from animagine_batch.engine.pixels import Pixels
 from animagine_batch.engine.schedulers import build_scheduler
 from animagine_batch.jobspec import samplers
 from conftest import one_unit, pixels
@@ -72,7 +73,8 @@ def test_nonfinite_and_blank_images_get_status_nan(tiny_generator, tasks, monkey
     images = np.random.default_rng(0).random((3, 64, 64, 3)).astype(np.float32)
     images[0, 5, 5, 1] = np.nan
     images[1] = 0.0
-    monkeypatch.setattr(tiny_generator.generation, "_generate", lambda unit_: images)
+    monkeypatch.setattr(tiny_generator.generation, "_generate",
+                        lambda unit_: Pixels.from_array(images))
     res = tiny_generator(one_unit(tasks[:3]))
     assert [r["status"] for r in res.rows] == ["nan", "nan", "ok"]
     assert "non-finite" in res.rows[0]["error"] and "blank" in res.rows[1]["error"]
@@ -119,3 +121,48 @@ def test_out_of_memory_halves_the_batch(tiny_generator, tasks, monkeypatch):
         RuntimeError("CUDA out of memory")))
     res = tiny_generator(one_unit(tasks[:2]))
     assert [r["status"] for r in res.rows] == ["error"] * 2  # a single image that still fails
+
+
+def test_cfg_cutoff_changes_pixels_when_on_and_nothing_when_off(tiny_generator, tasks):
+    import torch
+
+    two = [t._replace(cfg=30.0, steps=4) for t in tasks[:2]]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        off = tiny_generator(one_unit(two))
+        on = tiny_generator(one_unit([t._replace(cfg_cutoff=0.25) for t in two]))
+        last = tiny_generator(one_unit([t._replace(cfg_cutoff=1.0) for t in two]))
+        alone = tiny_generator(one_unit([two[1]._replace(cfg_cutoff=0.25)]))
+    finally:
+        torch.set_num_threads(before)
+    assert [r["status"] for r in on.rows] == ["ok", "ok"]
+    for a, b in zip(on.pngs, off.pngs):
+        assert np.abs(pixels(a) - pixels(b)).max() >= 2  # guidance stopped after step 1 of 4
+    assert [pixels(p).tolist() for p in last.pngs] == [pixels(p).tolist() for p in off.pngs]
+    # a batch keeps each image's own conditional half (diffusers' callback fails on batches)
+    assert np.abs(pixels(alone.pngs[0]) - pixels(on.pngs[1])).max() <= 2
+
+
+def test_cfg_cutoff_is_recorded_in_the_results_and_the_infotext(tmp_path):
+    from analysis import load_run
+    from animagine_batch import cli
+    from animagine_batch.rundir.metadata import parse_infotext
+    from conftest import REPO
+    from PIL import Image
+
+    base = ["run", str(REPO / "jobs" / "demo.yaml"), "runner=local", "runner.threads=1",
+            "scorers=[]", "sweep.seeds=[1]", "generation.steps=2"]
+    assert cli.main(base + [f"output.root={tmp_path / 'a'}",
+                            "sweep.grid={cfg_cutoff:[none,0.5]}"]) == 0
+    df = load_run(tmp_path / "a" / "demo")
+    assert sorted(df.cfg_cutoff.unique()) == ["0.5", "none"] and (df.status == "ok").all()
+    for level, want in (("0.5", "0.5"), ("none", None)):
+        row = df[df.cfg_cutoff == level].iloc[0]
+        text = Image.open(tmp_path / "a" / "demo" / row.image_path).info["parameters"]
+        assert parse_infotext(text).get("CFG cutoff") == want
+    assert cli.main(base + [f"output.root={tmp_path / 'b'}", "sweep.grid={}",
+                            "generation.cfg_cutoff=0.5"]) == 0
+    assert set(load_run(tmp_path / "b" / "demo").cfg_cutoff) == {"0.5"}  # set, not swept
+    assert cli.main(base + [f"output.root={tmp_path / 'c'}", "sweep.grid={}"]) == 0
+    assert "cfg_cutoff" not in load_run(tmp_path / "c" / "demo").columns  # off: no column

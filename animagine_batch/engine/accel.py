@@ -5,10 +5,13 @@
 
 - `optimise`: `auto` (default) optimises on CUDA devices and leaves a CPU pipeline exactly as
   loaded (same image bytes); `on` applies the same steps on any device; `none` never.
-- `compile`: `auto` (default) compiles the UNet when optimising on a CUDA GPU with bf16 tensor
-  cores (compute capability 8.0+) and Triton installed, for a worker expected to make at least
-  `compile_min_images` images of the model (default 1500; see step 5); `true` / `false` force
-  it.
+- `compile`: `auto` (default) compiles the whole UNet when optimising on a CUDA GPU with bf16
+  tensor cores (compute capability 8.0+) and Triton installed, for a worker expected to make at
+  least `compile_min_images` images of the model (default 1500; see step 6), or always under
+  `precision: fp8`; `true` or `unet` force a whole-UNet compile, `regional` compiles the repeated
+  transformer blocks only (`compiling.py`), `false` never compiles.
+- `precision`: `auto` (default) computes in the pipeline's dtype; `fp8` converts the UNet's
+  Linear layers to float8 (`fp8.py`; CUDA 8.9+, torchao, compiled). It changes pixels.
 - `overlap`: `auto` (default: on CUDA) lets the local runner encode PNGs and score unit N on a
   background thread while unit N+1 generates (`runners/overlap.py`).
 
@@ -29,26 +32,32 @@ Steps when optimising:
    the VAE runs in the pipeline's dtype when that is bfloat16 or float32, and in bfloat16 (or
    float32 on GPUs without bf16) under a float16 pipeline, with latents cast on the way in.
    With `dtype: auto` an optimised CUDA pipeline is bfloat16 throughout (`gpu_dtype`).
-5. `torch.compile` of the UNet's forward, inductor's default mode, shapes static at first and
-   made dynamic by torch on the first new batch size (so batch 1, 4 and 8 cost two compiles,
-   not three). Not `reduce-overhead`: CUDA graphs remove kernel-launch overhead, which at
-   1024x1024 is a few percent of a step that is compute-bound, and they hold a private memory
-   pool per shape. Not `max-autotune(-no-cudagraphs)`: autotuning every matrix product and
-   convolution adds minutes per shape for little over cuBLAS/cuDNN at these sizes. Compiles
-   are slow, and a job whose last unit is smaller pays for two; what they cost and save on a
-   GPU, and after how many images they are earned back, is measured in BENCHMARKS.md. Hence
-   `compile_min_images` (default 1500, from those figures): under `compile: auto` a worker
-   compiles only when it is expected to make at least that many images of the model (the
-   driver passes the pending count per model; the Ray runner divides it among its actors).
-   Under `compile: auto` a compilation error falls back to eager with a warning (the worker's
-   printed set-up then says so); under `true` it fails the unit.
+5. With `precision: fp8`, torchao's float8 dynamic activations and weights with per-row scales
+   in the UNet's Linear layers (`fp8.py`), before the compile that fuses their scaling.
+6. `torch.compile` of the UNet (`compiling.py`): inductor's default mode, `fullgraph=True`,
+   static shapes (`dynamic=False`: one graph per size, batch and prompt length, each compiled
+   once), smaller calls padded to the job's batch size so that a unit's last, smaller batch
+   reuses the compiled shape, and Inductor's cache in the project cache folder keyed by torch,
+   Triton and GPU, so a second worker or run on the machine loads the kernels. Not
+   `reduce-overhead`: CUDA graphs remove kernel-launch overhead, which at 1024x1024 is a few
+   percent of a step that is compute-bound, and they hold a private memory pool per shape. Not
+   `max-autotune(-no-cudagraphs)`: autotuning every matrix product and convolution adds minutes
+   per shape for little over cuBLAS/cuDNN at these sizes. A cold compile is slow; what it costs
+   and saves on a GPU, and after how many images it is earned back, is measured in
+   BENCHMARKS.md. Hence `compile_min_images` (default 1500, from those figures): under
+   `compile: auto` a worker compiles only when it is expected to make at least that many images
+   of the model (the driver passes the pending count per model; the Ray runner divides it among
+   its actors). Under `compile: auto` a compilation error (a graph break included) falls back
+   to eager with a warning (the worker's printed set-up then says so); otherwise it fails the
+   unit.
 """
 
 from __future__ import annotations
 
-import warnings
-
+from ..errors import ConfigError
 from ..jobspec.sections import execution_options as options
+from . import compiling, fp8
+from .compiling import CompiledOrEager  # noqa: F401 - the UNet forward's wrapper, re-exported
 
 
 def _is_cuda(device) -> bool:
@@ -91,9 +100,12 @@ def vae_dtype(dtype, device):
 def compile_wanted(pipeline, device, images: int | None = None) -> tuple[bool, str]:
     """Whether to compile the UNet, and why (see the module doc). `images`: how many images
     this worker is expected to make (None: unknown, counted as many)."""
-    value = options(pipeline)["compile"]
+    opts = options(pipeline)
+    value = opts["compile"]
     if value != "auto":
-        return value == "true", f"compile: {value}"
+        return value != "false", f"compile: {value}"
+    if opts["precision"] == "fp8":  # fp8.problems has checked the GPU and Triton
+        return True, "precision: fp8 runs compiled"
     least = int(getattr(pipeline, "compile_min_images", 0) or 0)
     if images is not None and images < least:
         return False, f"{images} images < pipeline.compile_min_images ({least})"
@@ -110,37 +122,24 @@ def compile_wanted(pipeline, device, images: int | None = None) -> tuple[bool, s
     return True, "compile: auto"
 
 
+def check(pipeline, device) -> None:
+    """Refuse, before anything loads, what this worker cannot run: a ConfigError naming
+    `pipeline.precision` and what is allowed (fp8 without torchao, Triton or a CUDA 8.9+ GPU)."""
+    if options(pipeline)["precision"] == "fp8" and (problems := fp8.problems(device)):
+        raise ConfigError(problems)
+
+
 def summary(done: dict) -> str:
     """One line for the run's output: what `apply` did to a worker's pipeline."""
     if not done.get("optimised"):
         return f"pipeline as loaded ({done.get('reason', 'not optimised')})"
-    compiled = "UNet compiled" if done.get("compiled") else \
-        f"UNet eager ({done.get('compile_reason', 'not compiled')})"
-    return (f"{done['dtype']}, VAE {done['vae_dtype']}, SDPA, fused QKV, channels_last, "
-            f"{compiled}")
-
-
-class CompiledOrEager:
-    """The UNet's forward: the compiled one, or eager from the first compilation error on when
-    `fallback` is set (a warning names the error)."""
-
-    def __init__(self, compiled, eager, fallback: bool):
-        self.compiled, self.eager, self.fallback = compiled, eager, fallback
-        self.error: str | None = None
-
-    def __call__(self, *args, **kwargs):
-        if self.error is None:
-            import torch._dynamo.exc as dynamo_exc
-
-            try:
-                return self.compiled(*args, **kwargs)
-            except dynamo_exc.TorchDynamoException as e:
-                if not self.fallback:
-                    raise
-                self.error = f"{type(e).__name__}: {str(e)[:300]}"
-                warnings.warn(f"torch.compile of the UNet failed, running eager: {self.error}",
-                              RuntimeWarning, stacklevel=2)
-        return self.eager(*args, **kwargs)
+    compiled = "UNet eager ({})".format(done.get("compile_reason", "not compiled"))
+    if done.get("compiled"):
+        compiled = "UNet compiled" + {"regional": " (repeated blocks)"}.get(
+            done.get("compile_mode"), "")
+    precision = f", {done['precision']}" if done.get("precision") else ""
+    return (f"{done['dtype']}, VAE {done['vae_dtype']}, SDPA, fused QKV, channels_last"
+            f"{precision}, {compiled}")
 
 
 def _cast_input(fn, dtype):
@@ -176,12 +175,11 @@ def apply(pipe, pipeline, device, dtype, images: int | None = None) -> dict:
     done = {"optimised": True, "dtype": str(dtype).removeprefix("torch."),
             "vae_dtype": str(vae).removeprefix("torch."), "attention": "sdpa", "fused_qkv": True,
             "channels_last": True, "compiled": False, "compile_reason": why}
+    if opts["precision"] == "fp8":
+        done["precision"] = f"fp8 UNet Linear layers ({fp8.quantize(pipe.unet)})"
     if wanted:
-        import torch._inductor.config as inductor
-
-        inductor.conv_1x1_as_mm = True  # 1x1 convolutions as matrix products: fusable epilogues
-        eager = pipe.unet.forward
-        pipe.unet.forward = CompiledOrEager(torch.compile(eager), eager,
-                                            fallback=opts["compile"] == "auto")
-        done["compiled"] = True
+        mode = compiling.MODES[opts["compile"]]
+        done["compile_cache"] = str(compiling.use_cache(device))
+        compiling.compile_unet(pipe, mode, fallback=opts["compile"] == "auto")
+        done.update(compiled=True, compile_mode=mode)
     return done

@@ -17,11 +17,7 @@ from ..rundir.layout import image_path
 from ..scorers.apply import score
 from . import sources
 from .loras import short_hash
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """Float images in [0, 1] to uint8 as diffusers' numpy_to_pil does."""
-    return (np.nan_to_num(images, nan=0.0) * 255).round().clip(0, 255).astype(np.uint8)
+from .pixels import Pixels
 
 
 class Finisher:
@@ -34,16 +30,16 @@ class Finisher:
         self.model_name = sources.display_name(model)
         self.model_title = sources.title(model)
 
-    def finish(self, tasks, rows: list[dict], images: np.ndarray | None,
+    def finish(self, tasks, rows: list[dict], images: Pixels | None,
                start: float) -> tuple[list, float]:
         """Fill the rows of generated images (None: generation failed, the rows say why);
         returns the PNG bytes aligned with the rows (None where no image was made) and the
         unit's seconds since `start`."""
         pngs: list[bytes | None] = [None] * len(rows)
         if images is not None:
-            pixels = to_uint8(images)
+            pixels, finite = images.values, images.finite  # waits for the host copy
             ok = [i for i, (row, t) in enumerate(zip(rows, tasks))
-                  if self._encode(i, row, t, images[i], pixels[i], pngs)]
+                  if self._encode(i, row, t, finite[i], pixels[i], pngs)]
             try:
                 score(self.scorers, [_image(pixels[i]) for i in ok], [rows[i] for i in ok])
             except Exception as e:  # noqa: BLE001 - a scorer failing on one unit must not stop the job
@@ -57,9 +53,9 @@ class Finisher:
             row["gen_seconds"] = seconds / len(rows)
         return pngs, seconds
 
-    def _encode(self, i: int, row: dict, task, image: np.ndarray, pixels: np.ndarray,
+    def _encode(self, i: int, row: dict, task, finite: bool, pixels: np.ndarray,
                 pngs: list) -> bool:
-        if not np.isfinite(image).all():
+        if not finite:
             row.update(status="nan", error="non-finite values in the decoded image")
             return False
         if pixels.min() == pixels.max():

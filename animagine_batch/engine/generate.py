@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from ..jobspec import samplers
 from ..jobspec.sweep import Unit
 from .device import free_cache, is_out_of_memory
 from .passes import Passes
+from .pixels import Pixels
 from .schedulers import build_scheduler
 
 
@@ -30,14 +29,14 @@ def inject_fault(unit: Unit) -> None:
 
 
 class Generation:
-    """Units -> float images [0, 1] on one loaded pipeline."""
+    """Units -> 8-bit images (`pixels.Pixels`) on one loaded pipeline."""
 
     def __init__(self, pipe):
         self.pipe = pipe
         self.passes = Passes(pipe)
         self.base_scheduler_config = dict(pipe.scheduler.config)
 
-    def images(self, unit: Unit) -> np.ndarray:
+    def images(self, unit: Unit) -> Pixels:
         """A unit's images in task order; on out-of-memory, halve the batch and retry."""
         try:
             return self._generate(unit)
@@ -45,11 +44,12 @@ class Generation:
             if not is_out_of_memory(e) or len(unit.tasks) == 1:
                 raise
             free_cache()
+            self.passes.pad_to = None  # the compiled batch does not fit: run smaller ones
             half = len(unit.tasks) // 2
             parts = [unit._replace(tasks=unit.tasks[:half]), unit._replace(tasks=unit.tasks[half:])]
-            return np.concatenate([self.images(p) for p in parts])
+            return Pixels.concat([self.images(p) for p in parts])
 
-    def _generate(self, unit: Unit) -> np.ndarray:
+    def _generate(self, unit: Unit) -> Pixels:
         inject_fault(unit)
         sampler = samplers.get(unit.sampler)
         self.pipe.scheduler = build_scheduler(sampler, self.base_scheduler_config)

@@ -15,8 +15,6 @@ import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import numpy as np
-
 from ..jobspec.emphasis import plain_text
 from ..jobspec.job import ModelSpec, PipelineSpec, RunnerSpec
 from ..jobspec.sweep import Unit
@@ -25,6 +23,7 @@ from . import accel, loading
 from .device import free_cache, resolve_device
 from .finish import Finisher
 from .generate import Generation
+from .pixels import Pixels
 
 
 @dataclass
@@ -44,7 +43,7 @@ class Staged(NamedTuple):
     unit: Unit
     rows: list
     start: float
-    images: np.ndarray | None
+    images: Pixels | None
 
 
 # Pipelines still alive in this process (weak references): a worker moving to another model must
@@ -70,15 +69,20 @@ class Generator:
 
     def __init__(self, model: ModelSpec, identity: str, runner: RunnerSpec, job: str,
                  png_compress_level: int = 1, scorers: tuple = (), images: int | None = None,
-                 pipeline: PipelineSpec | None = None):
+                 pipeline: PipelineSpec | None = None, batch: int | None = None):
+        """`images`: how many images of the model this worker is expected to make; `batch`:
+        the job's batch size, which a compiled UNet pads smaller calls to."""
         pipeline = pipeline or PipelineSpec()
         self.model = model
         self.job = job
         self.device, self.dtype = resolve_device(runner, pipeline)
+        accel.check(pipeline, self.device)
         self.pipe = loading.load_pipeline(model, self.device, self.dtype)
         self.accel = accel.apply(self.pipe, pipeline, self.device, self.dtype, images)
         _PIPELINES.add(self.pipe)
         self.generation = Generation(self.pipe)
+        if self.accel.get("compiled"):
+            self.generation.passes.pad_to = batch
         self.finisher = Finisher(model, png_compress_level, scorers)
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 

@@ -25,7 +25,7 @@ from . import samplers
 from .collect import Collector, check_int, number_in
 from .loras import check as check_lora
 from .loras import resolve
-from .values import HIRES_SCALE, is_off, parse_size
+from .values import HIRES_SCALE, cfg_cutoff_off, is_off, parse_size
 
 MAX_STEPS = 1000
 MAX_CFG = 100
@@ -74,6 +74,12 @@ def _side(c: Collector, key: str, value, seen: Levels) -> None:
 def _clip_skip(c: Collector, key: str, value, seen: Levels) -> None:
     if check_int(c, key, value, 1) is not None and value > 12:
         c.add(key, f"clip skip {value} is more than 12 (webui's range; CLIP ViT-L has 12 layers)")
+
+
+def _cfg_cutoff(c: Collector, key: str, value, seen: Levels | None = None) -> None:
+    if not cfg_cutoff_off(value) and not number_in(value, 0.0, 1.0):
+        c.add(key, f"{value!r} must be none or 0 (off) or a number in (0, 1]: the fraction of "
+              "the steps after which classifier-free guidance stops")
 
 
 def _size(c: Collector, key: str, value, seen: Levels) -> None:
@@ -128,6 +134,8 @@ class Axis:
     pairs: bool = False
     column: str = "levels"  # head | levels | text
     default: object = None  # of its setting, where this table defines the setting
+    off: Callable = is_off  # a `text` column's level that switches the axis off (`none`)
+    recorded: bool = False  # its column is also written when not swept but set (not default)
 
 
 AXES: dict[str, Axis] = {a.name: a for a in (
@@ -144,6 +152,11 @@ AXES: dict[str, Axis] = {a.name: a for a in (
     # 2 is SDXL's own conditioning (the penultimate layer)
     Axis("clip_skip", _clip_skip, ("generation.clip_skip",), ("clip_skip",), int, True,
          default=2),
+    # a speed option that changes images: no CFG (half the UNet batch) after this fraction of
+    # the steps (diffusers' SDXLCFGCutoffCallback); none or 0 = CFG for every step
+    Axis("cfg_cutoff", _cfg_cutoff, ("generation.cfg_cutoff",), ("cfg_cutoff",),
+         lambda v: None if cfg_cutoff_off(v) else float(v), True, column="text",
+         off=cfg_cutoff_off, recorded=True),
     Axis("hires.scale", _hires_scale, ("hires.scale",), ("hires",), splits_units=True,
          column="text"),
     Axis("hires.strength", _hires_strength, ("hires.strength",), ("hires",), float, True,
@@ -219,6 +232,7 @@ FIELDS: dict[str, Field] = {f.name: f for f in (
     *(Field(n, AXES[n].default) for n in ("steps", "cfg", "width", "height")),
     Field("weighting", P.PromptOptions.weighting),
     Field("clip_skip", 2, omit=lambda v: v == 2, infotext="Clip skip"),  # in ids when not 2
+    Field("cfg_cutoff", None, omit=lambda v: v is None, infotext="CFG cutoff"),  # in ids when on
     Field("hires", None, _hires_identity, build=_hires),  # (scale, strength, upscaler) or off
     Field("loras", (), lambda v, ids: [[ids.get(f"lora:{p}", p), s] for p, s in v],
           omit=lambda v: not v, build=_loras),  # ((safetensors path, scale), ...)
@@ -243,7 +257,8 @@ def task_settings(spec, levels: dict) -> dict:
     for a in AXES.values():  # in table order: a size level replaces width and height
         if a.name in values and not FIELDS[a.fields[0]].build:
             out.update(zip(a.fields, values[a.name] if len(a.fields) > 1 else (values[a.name],)))
-    return out | {f.name: f.build(values, spec) for f in FIELDS.values() if f.build}
+    out |= {f.name: f.build(values, spec) for f in FIELDS.values() if f.build}
+    return {f: out.get(f, FIELDS[f].default) for f in FIELDS} | out  # unset (cfg_cutoff: null)
 
 
 def task_identity(fields: dict, identities: dict) -> dict:
@@ -269,7 +284,15 @@ def column_type(axis: str, levels) -> str:
 
 def row_value(axis: str, level):
     """An axis level as its results column holds it (`none` for an optional pass that is off)."""
-    return "none" if AXES[axis].column == "text" and is_off(level) else level
+    a = AXES[axis]
+    return "none" if a.column == "text" and a.off(level) else level
+
+
+def recorded(spec) -> dict:
+    """{axis: the job's setting} for the `recorded` axes that are not swept and set to other
+    than their default: their columns are written too."""
+    return {a.name: value for a in AXES.values() if a.recorded and a.name not in spec.sweep.axes
+            and (value := setting(spec, a.settings[0])) is not None and not a.off(value)}
 
 
 def check_levels(c: Collector, sweep, known_models: dict, sizes: list) -> None:

@@ -135,9 +135,10 @@ class PipelineSpec:
 
     dtype: str = "auto"  # auto (fp32 on CPU; on GPU bf16 when optimised, else fp16) | float32 | float16 | bfloat16
     optimise: str = "auto"  # auto (on CUDA) | on | none: SDPA, fused QKV, channels_last, safe VAE
-    compile: str | bool = "auto"  # auto | true | false: torch.compile of the UNet
+    compile: str | bool = "auto"  # auto | true (= unet) | false | unet | regional: torch.compile
     compile_min_images: int = 1500  # `compile: auto`: only for a worker's share of this many
     overlap: str | bool = "auto"  # auto (on CUDA) | true | false: PNG + scores of unit N while N+1 generates
+    precision: str = "auto"  # auto (dtype) | fp8: torchao float8 UNet Linear layers (CUDA 8.9+)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,9 @@ def parse_job(raw: dict, catalogue: Catalogue) -> JobSpec:
     before = len(c.problems)
     wildcards = parse_wildcards(c, raw.get("wildcards"), catalogue.prompt_sets.dirs)
     expand_with = wildcards if len(c.problems) == before else None  # no expansion when broken
+    if str(pipeline.precision).strip().lower() == "fp8" and (loras or "lora.path" in axes):
+        c.add("pipeline.precision", "fp8 quantizes the UNet's Linear layers, which LoRAs are not "
+              "loaded into; allowed with LoRAs: auto")
     if "lora.scale" in axes and "lora.path" not in axes and not loras:
         c.add("sweep", "lora.scale is an axis but no LoRA is set: add loras: [{path: ...}] or "
               "a lora.path axis")

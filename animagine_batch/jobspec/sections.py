@@ -13,6 +13,8 @@ from .values import SEED_LIMIT
 DEVICES = "auto, cpu, cuda or cuda:N"
 OPTIMISE = ("auto", "on", "none")
 SWITCH = ("auto", "true", "false")
+COMPILE = ("auto", "true", "false", "unet", "regional")  # true = unet: the whole UNet
+PRECISION = ("auto", "fp8")  # auto: the pipeline's dtype; fp8: torchao float8 Linear layers
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 ADDRESS = re.compile(r"(ray://)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})")
 WORKERS_LIMIT = 4096
@@ -113,16 +115,30 @@ def parse_pipeline(c: Collector, raw, moved: dict) -> PipelineSpec:
         c.add(key["dtype"], f"{pipeline.dtype!r} is not one of {', '.join(DTYPES)}")
     check_int(c, key["compile_min_images"], pipeline.compile_min_images, 0)
     try:
-        execution_options(pipeline, key)
+        opts = execution_options(pipeline, key)
     except ConfigError as e:
         c.problems += e.problems
+        return pipeline
+    if opts["precision"] == "fp8":
+        fp8 = f"{key['precision']}: fp8"
+        if pipeline.dtype not in ("auto", "bfloat16"):
+            c.add(key["dtype"], f"{pipeline.dtype!r} cannot run {fp8} (float8 matrix products "
+                  "with bfloat16 activations); allowed with fp8: auto or bfloat16")
+        if opts["optimise"] == "none":
+            c.add(key["optimise"], f"none leaves the pipeline as loaded, but {fp8} "
+                  "quantizes it; allowed with fp8: auto or on")
+        if opts["compile"] == "false":
+            c.add(key["compile"], f"false: {fp8} runs compiled (eager float8 is slower than "
+                  "bfloat16); allowed with fp8: auto, true, unet or regional")
     return pipeline
 
 
 def execution_options(pipeline, key: dict | None = None) -> dict[str, str]:
-    """The optimise, compile and overlap options, lower-cased and checked: a ConfigError names
-    every bad value (YAML booleans arrive as True/False). `key` names the options' keys."""
-    allowed = {"optimise": OPTIMISE, "compile": SWITCH, "overlap": SWITCH}
+    """The optimise, compile, overlap and precision options, lower-cased and checked: a
+    ConfigError names every bad value (YAML booleans arrive as True/False). `key` names the
+    options' keys."""
+    allowed = {"optimise": OPTIMISE, "compile": COMPILE, "overlap": SWITCH,
+               "precision": PRECISION}
     out, problems = {}, []
     for name, values in allowed.items():
         value = getattr(pipeline, name, "auto")

@@ -21,6 +21,11 @@ def is_off(value) -> bool:
     return value is None or str(value).strip().lower() in ("none", "null", "off", "")
 
 
+def cfg_cutoff_off(value) -> bool:
+    """`none`, null or 0: classifier-free guidance for every step."""
+    return is_off(value) or (not isinstance(value, bool) and value == 0)
+
+
 def hires_side(size: int, scale: float) -> int:
     """Side of a hi-res image: latents (size / 8) upscaled by `scale`, floored, times 8."""
     return int(size // 8 * scale) * 8

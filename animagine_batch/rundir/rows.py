@@ -4,9 +4,11 @@ column per swept axis (the engine adds the image, its status and the scores)."""
 from __future__ import annotations
 
 from ..jobspec import samplers
-from ..jobspec.axes import AXES, row_value
+from ..jobspec.axes import AXES, FIELDS, row_value
 
 COLUMNS_OF = {a.name: a.column for a in AXES.values()}
+# axes whose column is written whenever their field is not at its default, swept or not
+RECORDED = {a.name: a.fields[0] for a in AXES.values() if a.recorded}
 
 
 def base_row(task, job: str, model_label: str) -> dict:
@@ -25,4 +27,8 @@ def base_row(task, job: str, model_label: str) -> dict:
     for axis, level in task.axes:
         if COLUMNS_OF[axis] != "head":  # a contract column holds it already
             row[axis] = row_value(axis, level)
+    for axis, field in RECORDED.items():
+        value = getattr(task, field)
+        if axis not in row and value != FIELDS[field].default:
+            row[axis] = row_value(axis, value)
     return row

@@ -25,6 +25,7 @@ class WorkerContext:
     # a run directory every worker reaches (a URI on object storage): workers write the PNGs
     # there themselves and return rows only; None: PNG bytes travel to the driver
     run_dir: str | None = None
+    batch_size: int | None = None  # the job's: a compiled UNet pads smaller calls to it
 
     def shared_by(self, workers: int) -> "WorkerContext":
         """The context each of `workers` workers gets: its share of the images, rounded up."""

@@ -35,7 +35,8 @@ class Worker:
                                        self.ctx.runner, self.ctx.job,
                                        self.ctx.png_compress_level, self.scorers,
                                        images=(self.ctx.images or {}).get(model),
-                                       pipeline=self.ctx.pipeline)
+                                       pipeline=self.ctx.pipeline,
+                                       batch=self.ctx.batch_size)
             self.model = model
         return self.generator
 
