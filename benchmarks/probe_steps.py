@@ -33,6 +33,11 @@ def use_backend(backend: str) -> None:
         return original(*args, **kwargs)
 
     torch.compile = compile_
+    try:  # the framework names its backend itself (engine/compiling.BACKEND)
+        from animagine_batch.engine import compiling
+    except ImportError:
+        return
+    compiling.BACKEND = backend
 
 
 def memory(device: str) -> tuple[float, str]:

@@ -52,12 +52,16 @@ def applied(unet) -> dict:
     import torch
 
     linears = [m for m in unet.modules() if isinstance(m, torch.nn.Linear)]
-    forward = getattr(unet.forward, "__func__", None)
+    forward = unet.forward
+    # the framework wraps the forward either way (engine/compiling.CompiledOrEager); under a
+    # regional compile its compiled forward is the eager one and the blocks are compiled
+    whole = getattr(unet, "_compiled_call_impl", None) is not None or (
+        getattr(forward, "compiled", forward) is not getattr(forward, "eager", None)
+        and getattr(forward, "__func__", None) is not type(unet).forward)
+    regional = any(getattr(m, "_compiled_call_impl", None) is not None
+                   for m in unet.modules() if m is not unet)
     return {
-        "compile": "unet" if (getattr(unet, "_compiled_call_impl", None) is not None
-                              or forward is not type(unet).forward) else
-        "regional" if any(getattr(m, "_compiled_call_impl", None) is not None
-                          for m in unet.modules() if m is not unet) else None,
+        "compile": "regional" if regional else "unet" if whole else None,
         "precision": "fp8" if any("float8" in type(m.weight).__name__.lower()
                                   for m in linears) else None,
     }
