@@ -98,7 +98,7 @@ def _worker_pids() -> list[int]:
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
             try:
-                if b"MapWorker" in (proc / "cmdline").read_bytes():
+                if b"ray::UnitWorker" in (proc / "cmdline").read_bytes():
                     pids.append(int(proc.name))
             except OSError:
                 pass
