@@ -13,9 +13,11 @@ from ..jobspec.sweep import Unit
 
 class Feed:
     """Units for workers. `take(model)` returns a unit of `model` if one is waiting (a retry,
-    or one of the next `lookahead` units of the stream), else the oldest retry, else the next
-    unit; None when every unit has been taken. Units come sorted by model (`sweep.units`), so a
-    worker changes model only where the stream does."""
+    or one of the next `lookahead` units of the stream), else the next unit of the stream (a
+    worker moves on to the next model where the stream does: units come sorted by model, see
+    `sweep.units`), else a retry that no other worker's model matches; None when nothing is
+    left for this worker. A retry of a model another worker holds waits for that worker, so a
+    worker never goes back to a model it has left."""
 
     def __init__(self, units: Iterable[Unit], lookahead: int = 1):
         self._stream = iter(units)
@@ -28,7 +30,8 @@ class Feed:
     def retry(self, unit: Unit) -> None:
         self._retries.append(unit)
 
-    def take(self, model: str | None) -> Unit | None:
+    def take(self, model: str | None, held_by_others=lambda model: False) -> Unit | None:
+        """A unit for a worker holding `model`; `held_by_others(m)`: another worker holds m."""
         for queue in (self._retries, self._ahead):
             for i, unit in enumerate(queue):
                 if unit.model == model:
@@ -43,10 +46,12 @@ class Feed:
             if unit.model == model:
                 return unit
             self._ahead.append(unit)
-        if self._retries:
-            return self._retries.popleft()
         if self._ahead:
             return self._ahead.popleft()
+        for i, unit in enumerate(self._retries):
+            if not held_by_others(unit.model):
+                del self._retries[i]
+                return unit
         return None
 
     def empty(self) -> bool:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections import deque
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -79,8 +80,8 @@ class _Slot:
     model: str | None = None
     inflight: deque = field(default_factory=deque)
     epoch: int = 0
-    deaths_in_a_row: int = 0
     reloading: bool = False  # restarted after a death: reloading its model, no units yet
+    failed_reloads: int = 0  # in a row
 
 
 @dataclass(eq=False)
@@ -98,7 +99,7 @@ class RayRunner:
         self.actor = actor  # the class around a Worker, made a Ray actor: use(model), run(unit)
         self.depth = depth  # units in flight per actor: the next is queued while one runs
         self.max_deaths = max_deaths  # kills of its actor after which a unit becomes error rows
-        self.lost_after = 2 * max_deaths  # deaths in a row after which an actor is given up
+        self.max_reloads = 5  # failed reloads in a row (backing off) before an actor is given up
         self.gpu_actors = gpu_actors  # test hook: see pool_shape
         self.ctx: WorkerContext | None = None
         self.started_ray = False
@@ -108,6 +109,7 @@ class RayRunner:
         self.slots: list[_Slot] = []
         self.deaths: dict[str, int] = {}  # unit id -> actor deaths it was blamed for
         self._seq = itertools.count()
+        self._due: list[tuple[float, _Slot]] = []  # reloads to send again, not before a time
 
     def _init(self, address: str | None) -> None:
         if ray.is_initialized():
@@ -161,8 +163,12 @@ class RayRunner:
         feed = Feed(units, lookahead=max(1, len(self.slots)) * self.depth)
         inflight: dict = {}  # ObjectRef -> _Sent (unit None: an actor reloading after a death)
         self._fill(feed, inflight)
-        while inflight:
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+        while inflight or self._due:
+            wait = self._send_due(inflight)
+            if not inflight:
+                time.sleep(wait)
+                continue
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=wait)
             for ref in ready:
                 sent = inflight.pop(ref)
                 result = None
@@ -174,16 +180,19 @@ class RayRunner:
                 self._fill(feed, inflight)  # before yielding: actors work while the driver writes
                 if result is not None:
                     yield result
-            if not inflight and not self.slots and not feed.empty():
-                raise RuntimeError(f"every Ray worker died {self.lost_after} times in a row "
-                                   "without finishing a unit; see the Ray logs of the workers")
+            if not self.slots and not feed.empty():
+                raise RuntimeError(f"every Ray worker died and failed to restart "
+                                   f"{self.max_reloads} times in a row; see the Ray logs")
 
     def _fill(self, feed: Feed, inflight: dict) -> None:
+        held = Counter(s.model for s in self.slots)  # models the actors hold (or are given)
         for slot in self.slots:
             while not slot.reloading and len(slot.inflight) < self.depth:
-                unit = feed.take(slot.model)
+                unit = feed.take(slot.model, lambda m: held[m] > (m == slot.model))
                 if unit is None:
-                    return
+                    break
+                held[slot.model] -= 1
+                held[unit.model] += 1
                 slot.model = unit.model
                 sent = _Sent(slot.actor.run.remote(unit), slot, unit, slot.epoch, next(self._seq))
                 slot.inflight.append(sent)
@@ -192,28 +201,27 @@ class RayRunner:
     def _outcome(self, sent: _Sent, feed: Feed, inflight: dict) -> UnitResult | None:
         """The unit's result; None when it was sent again."""
         try:
-            result = self._get(sent.ref)
+            return self._get(sent.ref)
         except RayActorError as e:
             if e.actor_init_failed:  # not the unit's doing: the actor cannot start
                 raise
             self._died(sent, inflight)
-            deaths = self.deaths.get(sent.unit.unit_id, 0)
-            if deaths < self.max_deaths:
-                feed.retry(sent.unit)
-                return None
-            unit = sent.unit
-            return failed_result(unit, self.ctx.job, self.ctx.models[unit.model],
-                                 f"unit {unit.unit_id} ({len(unit.tasks)} images of {unit.model})"
-                                 f": its Ray worker died {deaths} times while running it; not "
-                                 "retried again")
-        sent.slot.deaths_in_a_row = 0
-        return result
+        unit = sent.unit
+        deaths = self.deaths.get(unit.unit_id, 0)
+        if deaths < self.max_deaths:
+            feed.retry(unit)
+            return None
+        return failed_result(unit, self.ctx.job, self.ctx.models[unit.model],
+                             f"unit {unit.unit_id} ({unit.model}): its Ray worker died {deaths} "
+                             "times while running it; not retried again")
 
     def _died(self, sent: _Sent, inflight: dict) -> None:
         """An actor's death, seen through one of its units. The first such unit of an
         incarnation blames the unit the actor was running (the oldest it had not finished) and
-        has the restarted actor reload its model before it gets units again; the rest of that
-        incarnation's units are sent again unblamed."""
+        has the restarted actor reload that unit's model before it gets units again (a unit sent
+        before Ray knows of the death would fail without having run); the rest of that
+        incarnation's units are sent again unblamed, and the restarted actor takes them back
+        first, so no actor returns to a model it has left."""
         slot = sent.slot
         if sent.epoch != slot.epoch:
             return  # this incarnation's death is counted already
@@ -225,31 +233,38 @@ class RayRunner:
                 culprit = older
                 break
         self.deaths[culprit.unit.unit_id] = self.deaths.get(culprit.unit.unit_id, 0) + 1
-        self._restarted(slot, inflight)
-
-    def _restarted(self, slot: _Slot, inflight: dict) -> None:
-        """A new incarnation of the slot's actor: units wait until it has reloaded its model
-        (a unit sent before Ray knows of the death would fail without having run)."""
         slot.epoch += 1
-        slot.deaths_in_a_row += 1
-        if slot.deaths_in_a_row >= self.lost_after:  # its units are sent to the others
-            self.slots.remove(slot)
-            ray.kill(slot.actor, no_restart=True)
-            slot.reloading = False
-            return
         slot.reloading = True
+        slot.model = culprit.unit.model  # the restarted actor resumes where it was
+        self._reload(slot, inflight)
+
+    def _reload(self, slot: _Slot, inflight: dict) -> None:
         sent = _Sent(slot.actor.use.remote(slot.model), slot, None, slot.epoch, next(self._seq))
         inflight[sent.ref] = sent
 
     def _reloaded(self, sent: _Sent, inflight: dict) -> None:
+        slot = sent.slot
         try:
             self._get(sent.ref)
         except RayActorError as e:
             if e.actor_init_failed:
                 raise
-            self._restarted(sent.slot, inflight)  # died again (or not yet restarted): retry
+            slot.failed_reloads += 1  # died again, or not restarted yet: try again later
+            if slot.failed_reloads >= self.max_reloads:  # given up; the others get its units
+                self.slots.remove(slot)
+                ray.kill(slot.actor, no_restart=True)
+            else:
+                self._due.append((time.monotonic() + 0.5 * 2 ** slot.failed_reloads, slot))
             return
-        sent.slot.reloading = False
+        slot.reloading, slot.failed_reloads = False, 0
+
+    def _send_due(self, inflight: dict) -> float | None:
+        """Send the reloads whose time has come; seconds until the next one (None: none)."""
+        now = time.monotonic()
+        for due in [d for d in self._due if d[0] <= now]:
+            self._due.remove(due)
+            self._reload(due[1], inflight)
+        return max(0.0, min(t for t, _ in self._due) - now) if self._due else None
 
     def close(self) -> None:
         for slot in self.slots:
