@@ -91,3 +91,21 @@ def test_human_validity_benchmark_prints_one_json_line():
     assert worst["human_false_verdicts"] <= 0.1 and worst["agreement_coverage"] >= 0.85
     planted = next(r for r in result["human"] if r["prompts"] == 20 and r["strengths"] == [0, 0.8])
     assert planted["detected"] == [1.0]  # a 69% preference over 20 prompts is found
+
+
+@pytest.mark.ray
+def test_ray_feed_quick_meets_its_targets_and_reads_units_lazily():
+    r = subprocess.run([sys.executable, "benchmarks/ray_feed.py", "--quick"], cwd=REPO,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    lazy, old = result["lazy"], result["ray_data"]
+    assert lazy["units"] == 250_800 and lazy["tasks"] == 1_003_200
+    # targets: the first unit within 15 s of the run starting, the driver under 1 GiB
+    assert lazy["first_unit_after_start_s"] <= 15 and lazy["peak_rss_mib"] < 1024, lazy
+    assert result["targets_met"] is True
+    # the runner reads the driver's units as it needs them: two in flight past those returned
+    assert lazy["measured_units"] == 1_000 and lazy["units_read"] <= 1_000 + 2 * 2
+    assert old["small"]["units"] == 300 and old["large"]["units"] == 4_000
+    # the pool's plumbing is cheaper than Ray Data's (about ten times, BENCHMARKS.md)
+    assert lazy["per_unit_ms"] < old["small"]["per_unit_ms"]

@@ -210,3 +210,46 @@ def test_a_worker_that_cannot_start_is_the_config_error_it_raised(four_gpus):
     with pytest.raises(ConfigError, match="model tiny: weights not found \\(from the worker\\)"):
         runner.start(ctx, units[0].model)
     runner.close()
+
+
+def test_pool_shape_fits_every_gpu_actor_on_its_node_and_skips_nodes_without_gpus():
+    from animagine_batch.jobspec.job import RunnerSpec
+    from animagine_batch.runners.pool import pool_shape
+
+    head = {"Alive": True, "Resources": {"CPU": 16.0}}
+    small, big = ({"Alive": True, "Resources": {"CPU": c, "GPU": 4.0}} for c in (8.0, 32.0))
+    gone = {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}
+    auto, cpu = RunnerSpec(name="ray", workers=3), RunnerSpec(name="ray", workers=3, device="cpu")
+    assert pool_shape([head, small, gone], auto) == (4, 1.0, 1.0)  # 8 / 4, less one
+    assert pool_shape([head, small, big], auto) == (8, 1.0, 1.0)  # fits the smaller node
+    assert pool_shape([head, big], auto) == (4, 1.0, 7.0)
+    assert pool_shape([head, small], cpu) == (3, 0.0, 8.0)  # 24 CPUs // 3, within a node's 16
+    assert pool_shape([head, small], cpu, gpu_actors=True) == (4, 1.0, 1.0)  # the test hook
+    assert pool_shape([head], auto) == (3, 0.0, 5.0)
+
+
+def test_feed_reads_lazily_and_keeps_a_retry_for_the_actor_holding_its_model():
+    from animagine_batch.runners.pool import Feed
+
+    plan, units, ctx = _plan()  # 6 units of tiny, then 6 of tiny_b
+    read = []
+
+    def stream():
+        for u in units:
+            read.append(u)
+            yield u
+
+    feed = Feed(stream(), lookahead=2)
+    first = feed.take("tiny")
+    assert first is units[0] and len(read) == 1  # nothing read ahead of need
+    feed.retry(first)
+    assert feed.take("tiny") is first  # a retry of the held model comes first
+    taken = [feed.take("tiny") for _ in range(5)]
+    assert taken == units[1:6] and len(read) == 6
+    feed.retry(taken[-1])
+    # an actor holding tiny_b gets the stream's next units, not the tiny retry (tiny is held)
+    others_hold_tiny = lambda m: m == "tiny"  # noqa: E731
+    assert [feed.take("tiny_b", others_hold_tiny) for _ in range(6)] == units[6:]
+    assert feed.take("tiny_b", others_hold_tiny) is None and not feed.empty()
+    assert feed.take("tiny_b") is taken[-1]  # nobody else holds tiny: it goes to anyone
+    assert feed.empty() and feed.take("tiny") is None
