@@ -251,7 +251,8 @@ def _run_locked(plan: Plan, raw: dict, out, verify: bool, extend: bool) -> int:
                     reported.add(setup)
                     bar.write(f"worker {setup[0]}: {setup[1]}", file=out)
                 store.write(result)
-                busy[result.worker] = busy.get(result.worker, 0.0) + result.seconds
+                if result.worker:  # a unit no worker finished has none
+                    busy[result.worker] = busy.get(result.worker, 0.0) + result.seconds
                 bar.update(len(result.rows))
         wall = time.perf_counter() - start
     finally:

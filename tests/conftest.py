@@ -146,15 +146,22 @@ def pixels(png: bytes):
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
-@pytest.fixture(scope="session")
-def ray_session():
-    """One local Ray instance (127.0.0.1) for the in-process Ray tests."""
+def start_session_ray():
+    """Start the session's local Ray (127.0.0.1, 2 CPUs); a module that needs another Ray starts
+    this one again when it is done."""
     import ray
 
     ray.init(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
              num_cpus=2, runtime_env={"env_vars": {
                  k: os.environ[k] for k in ("ANIMAGINE_BATCH_CACHE", "HF_HUB_OFFLINE")}})
     assert ray.util.get_node_ip_address() == "127.0.0.1"
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance (127.0.0.1) for the in-process Ray tests."""
+    ray = start_session_ray()
     yield ray
     ray.shutdown()
 

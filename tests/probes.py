@@ -4,7 +4,6 @@ still holds) and `setup` (its pipeline's set-up line). Results of real runs carr
 
 from __future__ import annotations
 
-import pickle
 import sys
 
 from animagine_batch.engine.generator import live_pipelines
@@ -34,7 +33,10 @@ class _Probing:
         self.runner.close()
 
 
-def make_runner(name: str, address: str | None = None):
+def make_runner(name: str, address: str | None = None, **options):
+    """A runner whose results carry the probes; `options` go to the Ray runner (e.g.
+    `gpu_actors=True`). The Ray runner's probes add `cuda_visible_devices` and `node` (the Ray
+    node id) of the actor that ran the unit."""
     runner = real_runner(name, address)
     if name != "ray":
         return _Probing(runner)
@@ -42,11 +44,19 @@ def make_runner(name: str, address: str | None = None):
     from animagine_batch.runners.ray import UnitWorker
 
     class ProbingUnitWorker(UnitWorker):
-        def __call__(self, batch: dict) -> dict:
-            return {"result": [pickle.dumps(_probe(self.worker(pickle.loads(blob))))
-                               for blob in batch["unit"]]}
+        def run(self, unit):
+            import os
+
+            import ray
+
+            result = _probe(super().run(unit))
+            result.extra.update(cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                node=ray.get_runtime_context().get_node_id())
+            return result
 
     # Ray's workers cannot import this test module: send its code along with the class
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     runner.actor = ProbingUnitWorker
+    for key, value in options.items():
+        setattr(runner, key, value)
     return runner

@@ -59,6 +59,21 @@ def live_pipelines() -> int:
     return len(_PIPELINES)
 
 
+def mark_failed(rows: list[dict], message: str) -> list[dict]:
+    """A unit's rows when its images were not made: status `error` and the message (the format
+    of every failed unit's rows, whichever runner or stage failed it)."""
+    for row in rows:
+        row.update(status="error", error=message[:2000])
+    return rows
+
+
+def failed_result(unit: Unit, job: str, model: ModelSpec, message: str) -> UnitResult:
+    """The result of a unit no worker finished (the Ray runner gives up on a unit that kept
+    killing its worker): the rows its tasks fix, marked failed, and no images."""
+    rows = mark_failed([base_row(t, job, model.label) for t in unit.tasks], message)
+    return UnitResult(unit.unit_id, rows, [None] * len(rows), 0.0)
+
+
 def token_count(tokenizer, text: str) -> int:
     """CLIP tokens of a text, without the start and end tokens."""
     return len(tokenizer(text, truncation=False, verbose=False).input_ids) - 2
@@ -113,10 +128,7 @@ class Generator:
         try:
             images = self.generation.images(unit)
         except Exception as e:  # noqa: BLE001 - one failing unit must not stop the job
-            msg = f"{type(e).__name__}: {e}"
-            for row in rows:
-                row.update(status="error", error=msg[:2000])
-            return Staged(unit, rows, start, None)
+            return Staged(unit, mark_failed(rows, f"{type(e).__name__}: {e}"), start, None)
         return Staged(unit, rows, start, images)
 
     def finish(self, staged: Staged) -> UnitResult:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Protocol
 
 from ..jobspec.job import ModelSpec, PipelineSpec, RunnerSpec
 from ..jobspec.job import ScorerSpec
@@ -38,8 +38,9 @@ class Runner(Protocol):
     def start(self, ctx: WorkerContext, first_model: str) -> None:
         """Load what the first unit needs, so a missing model fails before any output."""
 
-    def run(self, units: list[Unit]) -> Iterator:
-        """Yield one `UnitResult` per unit, in any order."""
+    def run(self, units: Iterable[Unit]) -> Iterator:
+        """Yield one `UnitResult` per unit, in any order; `units` is read as it is needed (a
+        generator will do)."""
 
     def close(self) -> None:
         """Free workers and models."""

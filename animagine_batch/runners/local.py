@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ..engine import accel
 from ..engine.device import resolve_device
@@ -26,7 +26,7 @@ class LocalRunner:
         self.worker = Worker(ctx, ctx.runner.threads)
         self.worker.use(first_model)
 
-    def run(self, units: list[Unit]) -> Iterator[UnitResult]:
+    def run(self, units: Iterable[Unit]) -> Iterator[UnitResult]:
         if self.overlap:
             yield from overlapped(self.worker, units)
             return
