@@ -18,7 +18,7 @@ from analysis import load_run
 from animagine_batch import cli, driver
 from animagine_batch.jobspec import sweep
 from probes import WorkerContext, live_pipelines, make_runner
-from conftest import REPO, run_cli
+from conftest import REPO
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 VOLATILE = ["worker", "gen_seconds"]
