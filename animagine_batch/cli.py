@@ -176,11 +176,11 @@ def cmd_run(args) -> int:
     spec, raw, prompt_sets = load_spec(args.job, args.overrides)
     for warning in spec.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    check_run_dir(spec.run_dir)  # the dry run reads the run directory too
     plan = driver.make_plan(spec, prompt_sets)
     if args.dry_run:
         driver.dry_run(plan)
         return 0
-    check_run_dir(spec.run_dir)
     driver.run(plan, raw, verify=args.verify, extend=args.extend)
     return 0
 

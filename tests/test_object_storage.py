@@ -269,12 +269,44 @@ def test_bad_output_roots_are_refused_with_the_key_named(s3, capsys):
         "output.root=nosuchfs://b/runs": ("neither pyarrow", "nosuchfs://"),
         "output.root=s3://no-such-bucket/runs": ("is not writable", "AWS_ENDPOINT_URL"),
     }
+    cases["output.root=hdfs://namenode:8020/runs"] = ("not an object store", "a local path")
     for override, expected in cases.items():
-        rc = cli.main(["run", *DEMO, override, "sweep.seeds=[0]"])
-        err = capsys.readouterr().err
-        assert rc == 2 and "output.root" in err and all(e in err for e in expected), err
-        assert "hunter2" not in err and ":pw@" not in err
+        # the dry run reads the run directory too (and writes nothing: a bucket it could not
+        # write to is the real run's error)
+        for dry in ([], ["--dry-run"] if "no-such-bucket" not in override else []):
+            rc = cli.main(["run", *DEMO, override, "sweep.seeds=[0]", *dry])
+            err = capsys.readouterr().err
+            assert rc == 2 and "output.root" in err and all(e in err for e in expected), err
+            assert "hunter2" not in err and ":pw@" not in err
     assert "no-such-bucket" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_an_interrupted_upload_leaves_the_name_as_it_was_and_no_temporary(s3, monkeypatch):
+    """pyarrow completes an upload whose stream an exception closes, with what was written: a
+    run's files go up under a temporary key and are moved over their name (storage.py)."""
+    from animagine_batch.rundir import storage
+    from animagine_batch.rundir.write import atomic_write_bytes
+
+    s3.create_bucket(Bucket="torn")
+    part = location("s3://torn/run/results") / "part-000000-a.parquet"
+    atomic_write_bytes(part, b"the whole old part")
+    real = storage.RemotePath.write_bytes
+
+    def torn(self, data):  # the stream closes (and uploads) after half of it, then Ctrl-C
+        with self.fs.open_output_stream(self.path) as f:
+            f.write(data[: len(data) // 2])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(storage.RemotePath, "write_bytes", torn)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(part, b"a new part of many more bytes than the old one")
+    monkeypatch.setattr(storage.RemotePath, "write_bytes", real)
+    assert part.read_bytes() == b"the whole old part"
+    objects = [k for k in keys(s3, "torn") if not k.endswith("/")]  # pyarrow's folder markers
+    assert objects == ["run/results/part-000000-a.parquet"]  # no .tmp- left
+    atomic_write_bytes(part, b"new")
+    assert part.read_bytes() == b"new"
+    assert [k for k in keys(s3, "torn") if not k.endswith("/")] == objects
 
 
 def test_the_endpoint_can_be_given_in_the_uri(s3, monkeypatch, capsys):

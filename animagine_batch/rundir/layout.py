@@ -124,6 +124,13 @@ def check_run_dir(run_dir: Path, named_by_user: bool = False) -> None:
     except ValueError as e:
         raise ConfigError(f"output.root: {e}") from None
     if is_remote(run_dir):
+        try:
+            run_dir.exists()
+        except OSError as e:
+            raise ConfigError(f"output.root: cannot reach {run_dir} ({' '.join(str(e).split())});"
+                              " check the endpoint and the credentials, which come from the "
+                              "storage library's environment (for S3: AWS_ACCESS_KEY_ID, "
+                              "AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL or ~/.aws)") from None
         return
     inside = [run_dir / f for f in RUN_FOLDERS]
     links = [p for p in (inside if named_by_user else [run_dir, *inside]) if p.is_symlink()]

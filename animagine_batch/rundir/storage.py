@@ -1,18 +1,26 @@
 """Where a run directory lies: a local folder, or a prefix on object storage.
 
 `location(root)` gives a `pathlib.Path` for a local path and a `RemotePath` for a URI
-(`s3://bucket/prefix`, `gs://bucket/prefix`, `hdfs://...`, or any scheme fsspec knows, such as
+(`s3://bucket/prefix`, `gs://bucket/prefix`, or any object store fsspec knows, such as
 `memory://` or `az://` with its package installed). The run directory's code uses the same few
 operations on both; what differs is kept here:
 
-- The filesystem is pyarrow's own (`pyarrow.fs.FileSystem.from_uri`: S3, GCS, HDFS) or, for other
+- The filesystem is pyarrow's own (`pyarrow.fs.FileSystem.from_uri`: S3, GCS) or, for other
   schemes, fsspec's through `pyarrow.fs.FSSpecHandler`. Credentials come from the library's usual
   environment and config files (`AWS_ACCESS_KEY_ID`, `~/.aws/credentials`, an instance role,
   `GOOGLE_APPLICATION_CREDENTIALS`, ...); the endpoint of an S3-compatible server comes from
   `AWS_ENDPOINT_URL` or from the URI (`s3://bucket/runs?endpoint_override=HOST:PORT&scheme=http`).
   Nothing of them is written into the run.
-- An object appears whole or not at all when its PUT returns, so writing bytes in one call is
-  the whole of an atomic write: no temporary name, no rename, no fsync. Objects are written from
+- An object appears whole or not at all when its PUT completes; but an upload interrupted
+  after it began (Ctrl-C, a failed write) is completed with what was written when its stream
+  closes. So a run's parts and job.yaml are uploaded under a temporary `.tmp-` key beside their
+  name and then moved over it (`replace_with`: a server-side copy, then the delete of the temporary):
+  the name holds a whole object or nothing, and a killed writer leaves only `.tmp-` objects,
+  which the next run clears as it clears a local folder's. No fsync. Images are one PUT: a torn
+  one has no row yet (rows follow their PNGs) and is made again by the resumed run.
+- Filesystems whose files are visible while they are written (HDFS, SFTP, FTP, SMB) are
+  refused (`NOT_OBJECT_STORES`): they need a rename to be atomic, and a local mount of such a
+  share is a local path. Objects are written from
   memory (`write_bytes`), so each is one request below the library's multipart size.
 - There are no folders (a prefix exists while something lies under it; `mkdir` does nothing)
   and no links (`is_symlink` is False, `resolve` is the path itself).
@@ -32,6 +40,9 @@ from ..jobspec.job import is_uri
 # layout.py) for every command, most of which never touch a file.
 
 
+NOT_OBJECT_STORES = ("hdfs", "viewfs", "webhdfs", "sftp", "ssh", "ftp", "smb")
+
+
 @functools.lru_cache(maxsize=32)
 def _filesystem(scheme: str, netloc: str, query: str):
     """One filesystem per scheme, bucket and options (they are cheap to share, not to make):
@@ -41,6 +52,10 @@ def _filesystem(scheme: str, netloc: str, query: str):
 
     uri = f"{scheme}://{netloc}" + (f"?{query}" if query else "")
     shown = uri.split("?")[0]
+    if scheme in NOT_OBJECT_STORES:
+        raise ValueError(f"{shown}: {scheme}:// is not an object store (its files can be read "
+                         "while they are being written); use an object store (s3://, gs://, "
+                         "az://, ...) or a local path, such as a mount of the share")
     try:
         return pafs.FileSystem.from_uri(uri)[0]
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
@@ -185,6 +200,20 @@ class RemotePath:
         """One PUT: the object is replaced whole, or not at all."""
         with self.fs.open_output_stream(self.path) as f:
             f.write(data)
+
+    def replace_with(self, data: bytes) -> None:
+        """Upload under a temporary key beside this one, then move it over this name, so the
+        name holds the whole of `data` or what it held before (module doc)."""
+        tmp = self.parent / f".tmp-{os.urandom(6).hex()}-{self.name}"
+        try:
+            tmp.write_bytes(data)
+            self.fs.move(tmp.path, self.path)
+        except BaseException:
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass  # left for the next run's `clear_leftovers`
+            raise
 
     def write_text(self, text: str, encoding: str = "utf-8") -> None:
         self.write_bytes(text.encode(encoding))

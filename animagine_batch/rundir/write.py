@@ -46,10 +46,14 @@ def storage_error(path: Path, e: OSError) -> StorageError:
                         "same command to resume")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, staged: bool = True) -> None:
+    """Write a whole file or nothing under `path`. On object storage `staged` uploads under a
+    temporary key and moves it over the name (`RemotePath.replace_with`); an image is written
+    with `staged=False`, one PUT, since an upload torn by an interrupt leaves at most an image
+    without its row, which the resumed run makes again."""
     if is_remote(path):
         try:
-            return path.write_bytes(data)
+            return path.replace_with(data) if staged else path.write_bytes(data)
         except OSError as e:
             raise storage_error(path, e) from None
     try:
@@ -175,7 +179,7 @@ class RunStore:
         (`rundir/compact.py`: a check of the names, a merge every 16th part)."""
         for row, png in zip(result.rows, result.pngs):
             if png is not None:
-                atomic_write_bytes(self.run_dir / row["image_path"], png)
+                atomic_write_bytes(self.run_dir / row["image_path"], png, staged=False)
         _fsync_dir(self.images)
         self._write_part(result.rows, result.unit_id)
         compaction.maintain(self.results, atomic_write_table, _fsync_dir)

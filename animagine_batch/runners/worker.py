@@ -49,7 +49,7 @@ class Worker:
         run_dir = location(self.ctx.run_dir)
         for row, png in zip(result.rows, result.pngs):
             if png is not None:
-                atomic_write_bytes(run_dir / row["image_path"], png)
+                atomic_write_bytes(run_dir / row["image_path"], png, staged=False)
         return replace(result, pngs=[None] * len(result.rows))
 
     def close(self) -> None:
