@@ -30,9 +30,11 @@ from .base import WorkerContext
 from .pool import Feed, pool_shape
 from .worker import Worker
 
-# Variables a worker on another node needs to find the same caches and stay offline.
+# Variables a worker on another node needs to find the same caches, stay offline and reach the
+# same object store (its endpoint and region; never credentials, which each node has its own of).
 FORWARDED_ENV = ("ANIMAGINE_BATCH_CACHE", "HF_HOME", "HF_HUB_OFFLINE", "HF_HUB_CACHE",
-                 "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "ANIMAGINE_BATCH_INJECT_FAULT")
+                 "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM", "ANIMAGINE_BATCH_INJECT_FAULT",
+                 "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 class UnitWorker:
