@@ -376,3 +376,26 @@ def test_the_ray_runner_with_a_shared_root_moves_rows_only(s3, request, demo_run
     for rel in df.image_path:
         body = s3.get_object(Bucket="ray", Key=f"runs/demo/{rel}")["Body"].read()
         assert body == (demo_run / rel).read_bytes()
+
+
+def test_verify_on_object_storage_sets_aside_corrupt_parts_but_not_unanswered_reads(monkeypatch):
+    """A part whose bytes are not Parquet goes to damaged/; a read the storage does not answer
+    stops the check and moves nothing."""
+    pytest.importorskip("fsspec")
+    from animagine_batch.errors import ResultsError
+    from animagine_batch.rundir import verify
+
+    run = location("memory://animagine-verify/run")
+    (run / "results" / "part-000000-a.parquet").write_bytes(b"not parquet")
+    assert verify.set_aside_unreadable(run) == ["results/part-000000-a.parquet"]
+    assert (run / "damaged" / "results" / "part-000000-a.parquet").read_bytes() == b"not parquet"
+
+    (run / "results" / "part-000001-b.parquet").write_bytes(b"whatever")
+
+    def unanswered(path, columns=None):
+        raise OSError("AWS Error NETWORK_CONNECTION: curlCode: 28, Timeout was reached")
+
+    monkeypatch.setattr(verify, "read_table", unanswered)
+    with pytest.raises(ResultsError, match="nothing was set aside: rerun when the storage answers"):
+        verify.set_aside_unreadable(run)
+    assert (run / "results" / "part-000001-b.parquet").exists()

@@ -12,14 +12,18 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ..errors import ResultsError
 from .images import check_image, listed
 from .layout import DAMAGED, RESULTS, part_files, score_folders
 from .read import load_run
-from .storage import location, move, read_table
+from .storage import is_remote, location, move, read_table
 
 
 def set_aside_unreadable(run_dir: Path) -> list[str]:
-    """Move results and scores parts that cannot be read fully into damaged/; their names."""
+    """Move results and scores parts that cannot be read fully into damaged/; their names. On
+    object storage a read that fails without a verdict on the bytes (a timeout, a 503) is not
+    damage: it stops the check, so a part that holds up to 16^k units' rows is not set aside
+    and regenerated for a network hiccup."""
     run_dir = location(run_dir)
     folders = [run_dir / RESULTS, *score_folders(run_dir)]
     moved = []
@@ -27,7 +31,11 @@ def set_aside_unreadable(run_dir: Path) -> list[str]:
         for part in part_files(folder):
             try:
                 read_table(part)
-            except (pa.ArrowInvalid, OSError):
+            except (pa.ArrowInvalid, OSError) as e:
+                if is_remote(part) and not isinstance(e, pa.ArrowInvalid):
+                    raise ResultsError(f"verify: cannot read {part} ({' '.join(str(e).split())});"
+                                       " nothing was set aside: rerun when the storage answers"
+                                       ) from None
                 rel = part.relative_to(run_dir)
                 target = run_dir / DAMAGED / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
