@@ -78,7 +78,7 @@ def baseline(p, label: str, keep: bool = True) -> dict:
     sync(p.device)
     seconds = time.perf_counter() - start
     rec = {"step": label, "images": done, "warmup_s": round(warm, 2), "seconds": round(seconds, 3),
-           "images_per_s": done / seconds, "s_per_image": round(seconds / done, 3),
+           "images_per_s": done / round(seconds, 3), "s_per_image": round(seconds / done, 3),
            "dtype": str(pipe.unet.dtype)[6:], "scheduler": type(pipe.scheduler).__name__,
            "vae_force_upcast": bool(pipe.vae.config.force_upcast),
            "cudnn_benchmark": torch.backends.cudnn.benchmark,
@@ -155,7 +155,7 @@ def run_variant(p, name: str, profile_calls: int = 0) -> dict:
         rec.update({k: c[k] for k in ("images", "ok", "pngs", "scored", "errors", "cut_short")})
         rec["warmup_errors"] = warm["errors"]
         rec["seconds"] = round(seconds, 3)
-        rec["images_per_s"] = c["images"] / seconds
+        rec["images_per_s"] = c["images"] / rec["seconds"]  # the rate of the recorded seconds
         rec["steady_images_per_s"] = (sum(n for _, n in arrivals[1:])
                                       / (arrivals[-1][0] - arrivals[0][0])) \
             if len(arrivals) > 1 else None
