@@ -16,107 +16,16 @@ building, the infotext and analysis pairing all read these tables.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
+from . import level_checks as L
 from . import prompts as P
 from . import samplers
-from .collect import Collector, check_int, number_in
-from .loras import check as check_lora
+from .collect import Collector
+from .level_checks import Levels
 from .loras import resolve
-from .values import HIRES_SCALE, cfg_cutoff_off, is_off, parse_size
-
-MAX_STEPS = 1000
-MAX_CFG = 100
-
-
-@dataclass
-class Levels:
-    """What checking levels collects: the model configs a `model` level may name, and every
-    width and height seen (key, pixels), range-checked against the models at the end."""
-
-    models: dict
-    sizes: list
-
-
-def _model(c: Collector, key: str, value, seen: Levels) -> None:
-    if str(value) not in seen.models:
-        c.add(key, f"unknown model {value!r}; model configs: {', '.join(sorted(seen.models))}")
-
-
-def _sampler(c: Collector, key: str, value, seen: Levels) -> None:
-    try:
-        samplers.get(value)
-    except ValueError as e:
-        c.add(key, str(e))
-
-
-def _steps(c: Collector, key: str, value, seen: Levels) -> None:
-    if check_int(c, key, value, 1) is not None and value > MAX_STEPS:
-        c.add(key, f"{value} steps is more than {MAX_STEPS} (the schedulers' training timesteps)")
-
-
-def _cfg(c: Collector, key: str, value, seen: Levels) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        c.add(key, f"{value!r} is not a number")
-    elif value <= 0:
-        c.add(key, f"cfg {value} must be > 0")
-    elif value > MAX_CFG:
-        c.add(key, f"cfg {value} must be at most {MAX_CFG}")
-
-
-def _side(c: Collector, key: str, value, seen: Levels) -> None:
-    if check_int(c, key, value, 1) is not None:
-        seen.sizes.append((key, value))
-
-
-def _clip_skip(c: Collector, key: str, value, seen: Levels) -> None:
-    if check_int(c, key, value, 1) is not None and value > 12:
-        c.add(key, f"clip skip {value} is more than 12 (webui's range; CLIP ViT-L has 12 layers)")
-
-
-def _cfg_cutoff(c: Collector, key: str, value, seen: Levels | None = None) -> None:
-    if not cfg_cutoff_off(value) and not number_in(value, 0.0, 1.0):
-        c.add(key, f"{value!r} must be none or 0 (off) or a number in (0, 1]: the fraction of "
-              "the steps after which classifier-free guidance stops")
-
-
-def _size(c: Collector, key: str, value, seen: Levels) -> None:
-    try:
-        w, h = parse_size(value)
-        seen.sizes += [(key, w), (key, h)]
-    except ValueError as e:
-        c.add(key, str(e))
-
-
-def _hires_scale(c: Collector, key: str, value, seen: Levels | None = None) -> None:
-    if not is_off(value) and not number_in(value, *HIRES_SCALE):
-        c.add(key, f"{value!r} must be none (no hi-res pass) or a number from "
-              f"{HIRES_SCALE[0]} to {HIRES_SCALE[1]}")
-
-
-def _hires_strength(c: Collector, key: str, value, seen: Levels | None = None) -> None:
-    if not number_in(value, 0.0, 1.0) or value == 0:
-        c.add(key, f"{value!r} must be a number in (0, 1]")
-
-
-def _lora_path(c: Collector, key: str, value, seen: Levels | None = None) -> None:
-    if not is_off(value) and (problem := check_lora(str(value))):
-        c.add(key, problem)
-
-
-def _lora_scale(c: Collector, key: str, value, seen: Levels | None = None) -> None:
-    if not number_in(value, -10.0, 10.0):
-        c.add(key, f"{value!r} must be a number from -10 to 10")
-
-
-def _prompt_field(field: str):
-    def check(c: Collector, key: str, value, seen: Levels) -> None:
-        for problem in P.check_options(P.PromptOptions(**{field: str(value)})):
-            c.add(key, problem.split(": ", 1)[1])
-
-    return check
+from .values import cfg_cutoff_off, is_off, parse_size
 
 
 def _same(level):
@@ -139,32 +48,32 @@ class Axis:
 
 
 AXES: dict[str, Axis] = {a.name: a for a in (
-    Axis("model", _model, ("model.name",), ("model",), str, True, True, "head"),
-    Axis("sampler", _sampler, ("generation.sampler",), ("sampler",),
+    Axis("model", L.model, ("model.name",), ("model",), str, True, True, "head"),
+    Axis("sampler", L.sampler, ("generation.sampler",), ("sampler",),
          lambda v: samplers.get(v).key, True, True, "head", "euler_a"),
-    Axis("steps", _steps, ("generation.steps",), ("steps",), int, True, True, "head", 28),
-    Axis("cfg", _cfg, ("generation.cfg",), ("cfg",), float, True, True, "head", 7.0),
-    Axis("width", _side, ("generation.width",), ("width",), int, True, True, "head", 832),
-    Axis("height", _side, ("generation.height",), ("height",), int, True, True, "head", 1216),
-    Axis("size", _size, ("generation.width", "generation.height"), ("width", "height"),
+    Axis("steps", L.steps, ("generation.steps",), ("steps",), int, True, True, "head", 28),
+    Axis("cfg", L.cfg, ("generation.cfg",), ("cfg",), float, True, True, "head", 7.0),
+    Axis("width", L.side, ("generation.width",), ("width",), int, True, True, "head", 832),
+    Axis("height", L.side, ("generation.height",), ("height",), int, True, True, "head", 1216),
+    Axis("size", L.size, ("generation.width", "generation.height"), ("width", "height"),
          parse_size, True),
     # webui's Clip skip: the text encoders' hidden states N layers from the end (1: the last);
     # 2 is SDXL's own conditioning (the penultimate layer)
-    Axis("clip_skip", _clip_skip, ("generation.clip_skip",), ("clip_skip",), int, True,
+    Axis("clip_skip", L.clip_skip, ("generation.clip_skip",), ("clip_skip",), int, True,
          default=2),
     # a speed option that changes images: no CFG (half the UNet batch) after this fraction of
     # the steps (diffusers' SDXLCFGCutoffCallback); none or 0 = CFG for every step
-    Axis("cfg_cutoff", _cfg_cutoff, ("generation.cfg_cutoff",), ("cfg_cutoff",),
+    Axis("cfg_cutoff", L.cfg_cutoff, ("generation.cfg_cutoff",), ("cfg_cutoff",),
          lambda v: None if cfg_cutoff_off(v) else float(v), True, column="text",
          off=cfg_cutoff_off, recorded=True),
-    Axis("hires.scale", _hires_scale, ("hires.scale",), ("hires",), splits_units=True,
+    Axis("hires.scale", L.hires_scale, ("hires.scale",), ("hires",), splits_units=True,
          column="text"),
-    Axis("hires.strength", _hires_strength, ("hires.strength",), ("hires",), float, True,
+    Axis("hires.strength", L.hires_strength, ("hires.strength",), ("hires",), float, True,
          column="text"),
-    Axis("lora.path", _lora_path, ("loras[0].path",), ("loras",),
+    Axis("lora.path", L.lora_path, ("loras[0].path",), ("loras",),
          lambda v: None if is_off(v) else resolve(str(v)), True, column="text"),
-    Axis("lora.scale", _lora_scale, ("loras[0].scale",), ("loras",), float, True, column="text"),
-    *(Axis(f, _prompt_field(f), (f"prompt.{f}",), (f,) if f == "weighting" else ("prompt",),
+    Axis("lora.scale", L.lora_scale, ("loras[0].scale",), ("loras",), float, True, column="text"),
+    *(Axis(f, L.prompt_field(f), (f"prompt.{f}",), (f,) if f == "weighting" else ("prompt",),
            str) for f in P.PROMPT_FIELDS),
 )}
 # The generation section holds the settings of the axes above that live in it, and batch_size.
