@@ -15,11 +15,16 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def test_scale_benchmark_quick_runs_and_reports_json():
-    r = subprocess.run([sys.executable, "benchmarks/scale.py", "--quick"], cwd=REPO,
-                       capture_output=True, text=True, timeout=600)
+def _last_json(script: str, *args: str, timeout: int = 600) -> dict:
+    """Run a benchmark script; the JSON object its last line prints."""
+    r = subprocess.run([sys.executable, f"benchmarks/{script}", *args], cwd=REPO,
+                       capture_output=True, text=True, timeout=timeout)
     assert r.returncode == 0, r.stderr[-2000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_scale_benchmark_quick_runs_and_reports_json():
+    result = _last_json("scale.py", "--quick")
     plan, killed = result["plan"], result["killed_run"]
     assert plan["tasks"] == 66 * 100 * 16 and plan["units"] == plan["tasks"] // 4  # batch 4
     # targets for 1,000,000 tasks: <= 5 s and <= 1 GiB; this is a tenth of that
@@ -47,10 +52,7 @@ def test_scale_benchmark_quick_runs_and_reports_json():
 
 
 def test_gpu_throughput_quick_runs_both_paths_and_reports_json():
-    r = subprocess.run([sys.executable, "benchmarks/gpu_throughput.py", "--quick"], cwd=REPO,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = _last_json("gpu_throughput.py", "--quick")
     assert result["benchmark"] == "gpu_throughput" and result["quick"] is True
     assert {"device", "packages", "baseline", "framework", "accel", "overlap", "scorers",
             "floor_images_per_s", "best", "targets", "total_s"} <= set(result)
@@ -74,10 +76,7 @@ def test_gpu_throughput_quick_runs_both_paths_and_reports_json():
 
 
 def test_gallery_scale_quick_runs_and_reports_json():
-    r = subprocess.run([sys.executable, "benchmarks/gallery_scale.py", "--quick"], cwd=REPO,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = _last_json("gallery_scale.py", "--quick")
     build = result["build"]
     assert build["rows"] == 10_000 and build["thumbnails"] == 500
     # column-wise, dictionary-coded data: 10 MB for 100,000 rows (README), a tenth here
@@ -92,10 +91,7 @@ def test_gallery_scale_quick_runs_and_reports_json():
 
 
 def test_human_validity_benchmark_prints_one_json_line():
-    r = subprocess.run([sys.executable, "benchmarks/human_validity.py", "--reps", "40"],
-                       cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = _last_json("human_validity.py", "--reps", "40", timeout=300)
     assert result["benchmark"] == "human_validity" and len(result["human"]) == 7
     worst = result["worst"]
     # 40 seeded sets of votes per configuration (the documented figures use 5,000): each 95%
@@ -247,10 +243,7 @@ def test_gpu_probe_parts_classify_kernels_and_keep_time_for_the_last_baseline():
     assert budget.refuse(80.0, keep=False) is None
 @pytest.mark.ray
 def test_ray_feed_quick_meets_its_targets_and_reads_units_lazily():
-    r = subprocess.run([sys.executable, "benchmarks/ray_feed.py", "--quick"], cwd=REPO,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = _last_json("ray_feed.py", "--quick")
     lazy, old = result["lazy"], result["ray_data"]
     assert lazy["units"] == 250_800 and lazy["tasks"] == 1_003_200
     # the figures the targets are judged by (BENCHMARKS.md), measured and consistent
