@@ -37,7 +37,12 @@ class Feed:
                 if unit.model == model:
                     del queue[i]
                     return unit
-        while len(self._ahead) < self.lookahead and (unit := self._pull()) is not None:
+        while not self._exhausted and len(self._ahead) < self.lookahead:
+            unit = next(self._stream, None)
+            if unit is None:
+                self._exhausted = True
+                break
+            self.pulled += 1
             if unit.model == model:
                 return unit
             self._ahead.append(unit)
@@ -51,18 +56,14 @@ class Feed:
 
     def empty(self) -> bool:
         """No unit left to take (the stream is read to its end)."""
-        if not self._ahead and (unit := self._pull()) is not None:
-            self._ahead.append(unit)
+        if not self._exhausted and not self._ahead:
+            unit = next(self._stream, None)
+            if unit is None:
+                self._exhausted = True
+            else:
+                self.pulled += 1
+                self._ahead.append(unit)
         return self._exhausted and not self._ahead and not self._retries
-
-    def _pull(self) -> Unit | None:
-        """The stream's next unit, or None once it is read to its end."""
-        unit = None if self._exhausted else next(self._stream, None)
-        if unit is None:
-            self._exhausted = True
-        else:
-            self.pulled += 1
-        return unit
 
 
 def _cpus_beside(cpus: float, gpus: int) -> float:
